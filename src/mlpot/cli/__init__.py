@@ -1,0 +1,1 @@
+"""The ``mlpot`` command line: thin wrappers around public library functions."""

@@ -1,0 +1,1 @@
+"""Descriptors: invariant per-atom feature vectors (ACSF), differentiable PyTorch code."""

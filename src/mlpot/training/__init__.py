@@ -1,0 +1,1 @@
+"""Training: losses, minibatches, optimiser schedules, checkpoints and resumption."""
