@@ -177,6 +177,8 @@ def compute_properties(
         safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
         s = grads[-1] / safe_volume[:, None, None]
         out["stress"] = torch.where(periodic[:, None, None], s, torch.full_like(s, torch.nan))
+    if not create_graph:
+        out = {k: v.detach() for k, v in out.items()}
     return out
 
 

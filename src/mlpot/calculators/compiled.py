@@ -1,0 +1,127 @@
+"""A compiled artefact of any potential: TorchScript that needs only libtorch.
+
+The whole evaluation — pair vectors, descriptors, networks, and the backward pass that gives
+forces and stress — is traced into one graph of ATen operations with symbolic sizes
+(``make_fx``), then scripted. The saved file runs from C++ (``torch::jit::load``) or Python
+(``torch.jit.load``) without the mlpot package, for any number of atoms and pairs.
+
+Signature of the compiled ``forward`` (one structure; float64 or the model's dtype)::
+
+    forward(positions (N,3), numbers (N,) int64, cell (3,3), centers (P,) int64,
+            neighbors (P,) int64, shifts (P,3) int64)
+        -> (energy (), atomic_energies (N,), forces (N,3), virial (3,3))
+
+The host supplies a full neighbour list within ``cutoff`` (stored as the module's
+``cutoff`` attribute, Å) with integer cell shifts, r_ij = r_j − r_i + shifts·cell. The virial is
+−∂E/∂ε (eV); stress = −virial / volume (eV/Å³, ASE sign). Units: eV, Å.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from mlpot.data.batch import AtomsBatch
+from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
+from mlpot.errors import ModelFileError
+from mlpot.models.potential import Potential
+
+
+def _energy_forces_virial(potential: Potential):
+    cutoff = potential.cutoff
+
+    def evaluate(positions, numbers, cell, centers, neighbors, shifts):
+        strain = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        positions = positions.detach().requires_grad_(True)
+        strain.requires_grad_(True)
+        deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + strain
+        strained_positions = positions @ deformation
+        strained_cell = (cell @ deformation).unsqueeze(0)
+        n_atoms = positions.shape[0]
+        batch = AtomsBatch(
+            positions=strained_positions,
+            numbers=numbers,
+            cell=strained_cell,
+            pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
+            structure_index=torch.zeros_like(numbers),
+            n_atoms=torch.full((1,), n_atoms, dtype=torch.long, device=positions.device),
+        )
+        nl = NeighborList(centers=centers, neighbors=neighbors, shifts=shifts, cutoff=cutoff)
+        vectors = pair_vectors(batch, nl)
+        atomic = potential(batch, nl, vectors)
+        energy = atomic.sum()
+        grad_positions, grad_strain = torch.autograd.grad(energy, (positions, strain))
+        return energy.detach(), atomic.detach(), -grad_positions.detach(), -grad_strain.detach()
+
+    return evaluate
+
+
+def compile_potential(potential: Potential, example: AtomsBatch | None = None) -> torch.jit.ScriptModule:
+    """Trace ``potential`` (energy, forces, virial) into a TorchScript module.
+
+    ``example`` is a one-structure batch used for tracing (sizes are symbolic, so any structure
+    works afterwards); by default a small periodic cell of the potential's first element.
+    """
+    potential = potential.eval()
+    for p in potential.parameters():
+        p.requires_grad_(False)
+    if example is None:
+        example = _default_example(potential)
+    nl = neighbor_list(example, potential.cutoff)
+    args = (example.positions, example.numbers, example.cell[0], nl.centers, nl.neighbors, nl.shifts)
+    graph = make_fx(_energy_forces_virial(potential), tracing_mode="symbolic")(*args)
+    for node in graph.graph.nodes:  # TorchScript knows operator packets, not their overloads
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            node.target = node.target.overloadpacket
+    graph.recompile()
+    scripted = torch.jit.script(graph)
+    scripted.cutoff = potential.cutoff  # informational attribute for hosts
+    return scripted
+
+
+def save_compiled(
+    potential: Potential, path: str | os.PathLike, example: AtomsBatch | None = None
+) -> Path:
+    """Compile and save atomically; also records cutoff, elements and dtype in the file's extra files."""
+    import json
+    import tempfile
+
+    path = Path(path)
+    module = compile_potential(potential, example)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    meta = {
+        "cutoff_angstrom": potential.cutoff,
+        "elements": potential.elements,
+        "dtype": str(potential.dtype),
+        "units": {"length": "angstrom", "energy": "eV"},
+        "signature": "forward(positions, numbers, cell, centers, neighbors, shifts)"
+        " -> (energy, atomic_energies, forces, virial)",
+    }
+    try:
+        torch.jit.save(module, tmp, _extra_files={"mlpot.json": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _default_example(potential: Potential) -> AtomsBatch:
+    from ase.build import bulk
+
+    import numpy as np
+
+    elements = potential.elements
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    rng = np.random.default_rng(0)
+    atoms.set_atomic_numbers([elements[i % len(elements)] for i in range(len(atoms))])
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    if not elements:
+        raise ModelFileError("the potential names no elements; cannot build a tracing example")
+    return AtomsBatch.from_atoms([atoms], dtype=potential.dtype)
