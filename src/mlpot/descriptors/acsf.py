@@ -1,0 +1,648 @@
+"""Atom-centred symmetry functions (Behler, J. Chem. Phys. 134, 074106 (2011)) in PyTorch.
+
+For a centre atom i with neighbours j, k inside the cutoff (R in Å, η in Å⁻², κ in Å⁻¹):
+
+* G1 = Σ_j f_c(R_ij)
+* G2 = Σ_j exp(−η (R_ij − R_s)²) f_c(R_ij)
+* G3 = Σ_j cos(κ R_ij) f_c(R_ij)                                   (DScribe's G3)
+* G4 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η [(R_ij−R_s)² + (R_ik−R_s)² + (R_jk−R_s)²])
+  f_c(R_ij) f_c(R_ik) f_c(R_jk)                                 ("narrow", n2p2 type 3)
+* G5 = the same without the R_jk terms                            ("wide", n2p2 type 9)
+
+Angular sums run over each unordered pair of neighbours {j, k} once, as in DScribe and n2p2;
+R_s of angular functions is n2p2's optional shift (DScribe has none: R_s = 0). Functions are
+element resolved: a radial one per neighbour element, an angular one per unordered pair of
+neighbour elements. f_c is any of n2p2's cutoff types (see :mod:`mlpot.descriptors.cutoffs`).
+
+The computation is vectorised over the pairs of a neighbour list and over the triplets built
+from it (pairs of pairs with the same centre, R_jk from the difference of the two pair
+vectors, so periodic images are right for any cell). Autograd through it gives forces, stress
+(by straining the pair vectors) and second derivatives. Triplets are processed in chunks of
+centres, so memory stays linear in the number of atoms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import ase
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from mlpot.data.batch import AtomsBatch
+from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
+from mlpot.descriptors.cutoffs import cutoff_function, cutoff_type_name
+from mlpot.errors import DataError, ParameterError
+
+RADIAL_KINDS = ("G1", "G2", "G3")
+ANGULAR_KINDS = ("G4", "G5")
+
+#: Upper bound on triplets processed at once (memory of one chunk ~ this × features × 8 bytes).
+MAX_TRIPLETS_PER_CHUNK = 1 << 20
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
+
+
+def _atomic_number(x) -> int:
+    if isinstance(x, str):
+        if x not in chemical_symbols[1:]:
+            raise ParameterError(f"unknown chemical symbol {x!r}")
+        return chemical_symbols.index(x)
+    z = int(x)
+    if not 0 < z < len(chemical_symbols):
+        raise ParameterError(f"invalid atomic number {x!r}")
+    return z
+
+
+@dataclass(frozen=True)
+class SymmetryFunction:
+    """One symmetry function (see the module docstring for the formulas).
+
+    Attributes:
+        kind: "G1" | "G2" | "G3" | "G4" | "G5".
+        center: atomic number of the centre atom.
+        neighbors: (Z_j,) for radial kinds; (Z_j, Z_k) with Z_j <= Z_k for angular kinds.
+        r_cut: cutoff radius, Å.
+        eta: Gaussian width parameter η, Å⁻².
+        r_shift: R_s of G2, Å; for G4/G5 n2p2's optional shift in exp(−η (r − R_s)²).
+        zeta: angular exponent ζ ≥ 1.
+        lambda_: +1 or −1.
+        kappa: κ of G3, Å⁻¹.
+        cutoff_type: n2p2 cutoff type by name ("hard", "cos", "tanhu", "tanh", "exp",
+            "poly1".."poly4"; n2p2 numbers 0-8 are accepted and turned into names).
+        cutoff_alpha: n2p2's inner-cutoff fraction α: f_c = 1 below α·r_cut.
+    """
+
+    kind: str
+    center: int
+    neighbors: tuple[int, ...]
+    r_cut: float
+    eta: float = 0.0
+    r_shift: float = 0.0
+    zeta: float = 1.0
+    lambda_: float = 1.0
+    kappa: float = 0.0
+    cutoff_type: str = "cos"
+    cutoff_alpha: float = 0.0
+
+    def __post_init__(self):
+        kind = str(self.kind).upper()
+        if kind not in RADIAL_KINDS + ANGULAR_KINDS:
+            raise ParameterError(f"unknown symmetry function kind {self.kind!r} (use G1..G5)")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "center", _atomic_number(self.center))
+        neighbors = self.neighbors
+        if isinstance(neighbors, (int, str, np.integer)):
+            neighbors = (neighbors,)
+        neighbors = tuple(sorted(_atomic_number(z) for z in neighbors))
+        expected = 1 if kind in RADIAL_KINDS else 2
+        if len(neighbors) != expected:
+            raise ParameterError(
+                f"{kind} needs {expected} neighbour element(s), got {self.neighbors!r}"
+            )
+        object.__setattr__(self, "neighbors", neighbors)
+        for name in ("r_cut", "eta", "r_shift", "zeta", "lambda_", "kappa", "cutoff_alpha"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ParameterError(f"{kind}: {name} must be finite, got {value}")
+            object.__setattr__(self, name, value)
+        if not self.r_cut > 0:
+            raise ParameterError(f"{kind}: r_cut must be positive (Å), got {self.r_cut}")
+        if self.eta < 0:
+            raise ParameterError(f"{kind}: eta must be >= 0 (Å^-2), got {self.eta}")
+        if kind in ANGULAR_KINDS:
+            if self.zeta < 1:
+                raise ParameterError(f"{kind}: zeta must be >= 1, got {self.zeta}")
+            if self.lambda_ not in (1.0, -1.0):
+                raise ParameterError(f"{kind}: lambda must be +1 or -1, got {self.lambda_}")
+        object.__setattr__(self, "cutoff_type", cutoff_type_name(self.cutoff_type))
+        if not 0.0 <= self.cutoff_alpha < 1.0:
+            raise ParameterError(
+                f"{kind}: cutoff_alpha must satisfy 0 <= alpha < 1, got {self.cutoff_alpha}"
+            )
+
+    @property
+    def is_angular(self) -> bool:
+        return self.kind in ANGULAR_KINDS
+
+    @property
+    def cutoff_key(self) -> tuple[str, float, float]:
+        return (self.cutoff_type, self.r_cut, self.cutoff_alpha)
+
+    def describe(self) -> str:
+        """A one-line human description."""
+        nb = "-".join(_symbol(z) for z in self.neighbors)
+        text = f"{self.kind} {_symbol(self.center)}:{nb} rc={self.r_cut:g}"
+        if self.kind in ("G2", "G4", "G5"):
+            text += f" eta={self.eta:g} rs={self.r_shift:g}"
+        if self.is_angular:
+            text += f" zeta={self.zeta:g} lambda={self.lambda_:+g}"
+        if self.kind == "G3":
+            text += f" kappa={self.kappa:g}"
+        if self.cutoff_type != "cos" or self.cutoff_alpha:
+            text += f" fc={self.cutoff_type}(alpha={self.cutoff_alpha:g})"
+        return text
+
+
+@dataclass
+class _Plan:
+    """Index tables of the computation, built once from the function list."""
+
+    elements: list[int]  # centre elements (sorted)
+    species: list[int]  # all elements appearing as centre or neighbour (sorted)
+    cutoff_keys: list[tuple[str, float, float]]
+    # radial shapes: (kind, eta, r_shift, kappa, cutoff index)
+    radial_shapes: list[tuple] = field(default_factory=list)
+    # angular radial parts: (kind, eta, r_shift, cutoff index); narrow (G4) first
+    angular_parts: list[tuple] = field(default_factory=list)
+    n_narrow: int = 0
+    # angular parts (zeta, lambda)
+    zeta_lambda: list[tuple[float, float]] = field(default_factory=list)
+    column_map: list[list[int]] = field(default_factory=list)
+    n_source: int = 0
+
+
+class ACSF(torch.nn.Module):
+    """A set of symmetry functions, evaluated on batches of structures.
+
+    Atom a of element Z gets its features in columns ``[:n_features[Z]]`` of the output, in the
+    order its functions were given, zeros beyond (for mixed element sets of different size).
+
+    Attributes:
+        functions: all functions, as given.
+        elements: sorted atomic numbers covered as centres.
+        cutoff: largest r_cut, Å.
+        n_features: number of features per centre element.
+        max_features: the largest of those.
+    """
+
+    def __init__(
+        self, functions: Sequence[SymmetryFunction], elements: Sequence[int] | None = None
+    ):
+        super().__init__()
+        functions = [
+            f if isinstance(f, SymmetryFunction) else SymmetryFunction(**f) for f in functions
+        ]
+        if not functions:
+            raise ParameterError("an ACSF set needs at least one symmetry function")
+        centres = {f.center for f in functions}
+        if elements is None:
+            elements = sorted(centres)
+        else:
+            elements = sorted({_atomic_number(z) for z in elements})
+            missing = centres - set(elements)
+            if missing:
+                raise ParameterError(
+                    "functions are defined for centre element(s) "
+                    f"{', '.join(_symbol(z) for z in sorted(missing))} that are not in elements "
+                    f"{[_symbol(z) for z in elements]}"
+                )
+        self.functions: list[SymmetryFunction] = functions
+        self.elements: list[int] = list(elements)
+        self.cutoff: float = max(f.r_cut for f in functions)
+        by_element = {z: [f for f in functions if f.center == z] for z in self.elements}
+        self._by_element = by_element
+        self.n_features: dict[int, int] = {z: len(fs) for z, fs in by_element.items()}
+        self.max_features: int = max(self.n_features.values())
+        self._plan = self._make_plan()
+        self._angular_cutoff = max((f.r_cut for f in functions if f.is_angular), default=0.0)
+        self._constants: dict = {}
+
+    # ------------------------------------------------------------------------------------
+    def functions_for(self, z: int) -> list[SymmetryFunction]:
+        """The functions of centre element ``z`` in feature order."""
+        return list(self._by_element.get(int(z), []))
+
+    def _make_plan(self) -> _Plan:
+        species = sorted(
+            {f.center for f in self.functions}
+            | {z for f in self.functions for z in f.neighbors}
+            | set(self.elements)
+        )
+        cutoff_keys = sorted({f.cutoff_key for f in self.functions})
+        ck = {k: i for i, k in enumerate(cutoff_keys)}
+        plan = _Plan(elements=self.elements, species=species, cutoff_keys=cutoff_keys)
+        radial = sorted(
+            {
+                (f.kind, f.eta, f.r_shift, f.kappa, ck[f.cutoff_key])
+                for f in self.functions
+                if not f.is_angular
+            },
+            key=lambda s: (s[0] == "G3",) + s,  # gaussians first, cosines last
+        )
+        parts = sorted(
+            {(f.kind, f.eta, f.r_shift, ck[f.cutoff_key]) for f in self.functions if f.is_angular}
+        )  # "G4" < "G5": narrow first
+        zl = sorted({(f.zeta, f.lambda_) for f in self.functions if f.is_angular})
+        plan.radial_shapes = radial
+        plan.angular_parts = parts
+        plan.n_narrow = sum(1 for p in parts if p[0] == "G4")
+        plan.zeta_lambda = zl
+        n_species = len(species)
+        n_pairs = n_species * (n_species + 1) // 2
+        radial_index = {s: i for i, s in enumerate(radial)}
+        part_index = {p: i for i, p in enumerate(parts)}
+        zl_index = {p: i for i, p in enumerate(zl)}
+        sp_index = {z: i for i, z in enumerate(species)}
+        n_radial_source = n_species * len(radial)
+        n_angular_shapes = len(parts) * len(zl)
+        plan.n_source = n_radial_source + n_pairs * n_angular_shapes
+        pad = plan.n_source  # a zero column
+        for z in self.elements:
+            cols = []
+            for f in self._by_element[z]:
+                if f.is_angular:
+                    a, b = (sp_index[n] for n in f.neighbors)
+                    pair = _pair_index(a, b)
+                    shape = (
+                        part_index[(f.kind, f.eta, f.r_shift, ck[f.cutoff_key])] * len(zl)
+                        + zl_index[(f.zeta, f.lambda_)]
+                    )
+                    cols.append(n_radial_source + pair * n_angular_shapes + shape)
+                else:
+                    shape = radial_index[(f.kind, f.eta, f.r_shift, f.kappa, ck[f.cutoff_key])]
+                    cols.append(sp_index[f.neighbors[0]] * len(radial) + shape)
+            cols += [pad] * (self.max_features - len(cols))
+            plan.column_map.append(cols)
+        return plan
+
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> dict:
+        key = (dtype, device)
+        if key in self._constants:
+            return self._constants[key]
+        plan = self._plan
+
+        def t(values, dt=dtype):
+            return torch.tensor(values, dtype=dt, device=device)
+
+        species_lookup = torch.full((128,), -1, dtype=torch.long)
+        for i, z in enumerate(plan.species):
+            species_lookup[z] = i
+        element_lookup = torch.full((128,), -1, dtype=torch.long)
+        for i, z in enumerate(plan.elements):
+            element_lookup[z] = i
+        n_species = len(plan.species)
+        pair_table = torch.tensor(
+            [[_pair_index(a, b) for b in range(n_species)] for a in range(n_species)],
+            dtype=torch.long,
+        )
+        radial = plan.radial_shapes
+        gauss = [s for s in radial if s[0] != "G3"]
+        cosine = [s for s in radial if s[0] == "G3"]
+        parts = plan.angular_parts
+        narrow = parts[: plan.n_narrow]
+        zl = plan.zeta_lambda
+        tables = {
+            "species_lookup": species_lookup.to(device),
+            "element_lookup": element_lookup.to(device),
+            "pair_table": pair_table.to(device),
+            "column_map": t(plan.column_map, torch.long),
+            "gauss_eta": t([s[1] for s in gauss]),
+            "gauss_rs": t([s[2] for s in gauss]),
+            "gauss_fc": t([s[4] for s in gauss], torch.long),
+            "cos_kappa": t([s[3] for s in cosine]),
+            "cos_fc": t([s[4] for s in cosine], torch.long),
+            "part_eta": t([p[1] for p in parts]),
+            "part_rs": t([p[2] for p in parts]),
+            "part_fc": t([p[3] for p in parts], torch.long),
+            "narrow_eta": t([p[1] for p in narrow]),
+            "narrow_rs": t([p[2] for p in narrow]),
+            "narrow_fc": [p[3] for p in narrow],
+            "zl_norm": t([2.0 ** (1.0 - z) for z, _ in zl]),
+            "lambdas": sorted({lam for _, lam in zl}),
+            "zl": zl,
+            "cutoff_keys": plan.cutoff_keys,
+        }
+        self._constants[key] = tables
+        return tables
+
+    # ------------------------------------------------------------------------------------
+    def check_elements(self, batch: AtomsBatch) -> None:
+        """Raise DataError naming the element and structure if the set does not cover it."""
+        present = torch.unique(batch.numbers).tolist()
+        unknown = sorted(set(present) - set(self.elements))
+        if unknown:
+            mask = torch.isin(batch.numbers, torch.tensor(unknown, device=batch.numbers.device))
+            first = int(batch.structure_index[mask][0])
+            raise DataError(
+                f"structure {first}: element(s) {', '.join(_symbol(z) for z in unknown)} not "
+                f"covered by this symmetry-function set (it has functions for "
+                f"{', '.join(_symbol(z) for z in self.elements)}); add functions for them"
+            )
+
+    def forward(self, batch: AtomsBatch, nl: NeighborList, vectors: torch.Tensor) -> torch.Tensor:
+        """Features (N, max_features) of every atom of ``batch``.
+
+        ``nl`` must be built with a cutoff ≥ ``self.cutoff``; ``vectors`` are its (P, 3) pair
+        vectors r_j − r_i (Å), strained when stress is wanted. Differentiable in ``vectors``.
+        """
+        self.check_elements(batch)
+        if nl.cutoff < self.cutoff - 1e-9:
+            raise ParameterError(
+                f"neighbour list cutoff {nl.cutoff} Å is below the ACSF cutoff {self.cutoff} Å; "
+                "build it with neighbor_list(batch, acsf.cutoff)"
+            )
+        dtype, device = vectors.dtype, vectors.device
+        tab = self._tables(dtype, device)
+        plan = self._plan
+        n_atoms = batch.numbers.shape[0]
+        n_species = len(plan.species)
+        species_of_atom = tab["species_lookup"][batch.numbers]
+
+        # keep pairs inside the cutoff (the list may have been built with a larger one)
+        centers, neighbors = nl.centers, nl.neighbors
+        with torch.no_grad():
+            r2_detached = (vectors.detach() ** 2).sum(dim=1)
+        keep = r2_detached < self.cutoff**2
+        if not bool(keep.all()):
+            idx = torch.nonzero(keep).squeeze(1)
+            centers, neighbors, vectors = centers[idx], neighbors[idx], vectors[idx]
+            r2_detached = r2_detached[idx]
+        neighbor_species = species_of_atom[neighbors]
+        r = torch.sqrt((vectors * vectors).sum(dim=1))
+        fcs = [cutoff_function(r, rc, name, alpha) for (name, rc, alpha) in plan.cutoff_keys]
+        fc_all = torch.stack(fcs, dim=1)  # (P, n_cutoffs)
+        pieces = []
+
+        # ---- radial functions --------------------------------------------------------
+        n_radial = len(plan.radial_shapes)
+        if n_radial:
+            cols = []
+            if tab["gauss_eta"].numel():
+                d = r[:, None] - tab["gauss_rs"]
+                cols.append(torch.exp(-tab["gauss_eta"] * d * d) * fc_all[:, tab["gauss_fc"]])
+            if tab["cos_kappa"].numel():
+                cols.append(torch.cos(r[:, None] * tab["cos_kappa"]) * fc_all[:, tab["cos_fc"]])
+            values = torch.cat(cols, dim=1) if len(cols) > 1 else cols[0]
+            acc = torch.zeros((n_atoms * n_species, n_radial), dtype=dtype, device=device)
+            acc = acc.index_add(0, centers * n_species + neighbor_species, values)
+            pieces.append(acc.view(n_atoms, n_species * n_radial))
+
+        # ---- angular functions -------------------------------------------------------
+        if plan.angular_parts:
+            pieces.append(
+                self._angular(
+                    n_atoms, centers, neighbor_species, vectors, r, r2_detached, fc_all, tab
+                )
+            )
+        pieces.append(torch.zeros((n_atoms, 1), dtype=dtype, device=device))
+        source = torch.cat(pieces, dim=1)
+        element_of_atom = tab["element_lookup"][batch.numbers]
+        return torch.gather(source, 1, tab["column_map"][element_of_atom])
+
+    def _angular(self, n_atoms, centers, neighbor_species, vectors, r, r2_detached, fc_all, tab):
+        """(N, n_species_pairs × n_angular_shapes) sums over triplets, chunked by centres."""
+        plan = self._plan
+        dtype, device = vectors.dtype, vectors.device
+        n_species = len(plan.species)
+        n_pairs_el = n_species * (n_species + 1) // 2
+        n_shapes = len(plan.angular_parts) * len(plan.zeta_lambda)
+
+        # pairs inside the angular cutoff, grouped by centre
+        keep = r2_detached < self._angular_cutoff**2
+        idx = torch.nonzero(keep).squeeze(1)
+        c = centers[idx]
+        if c.numel() > 1 and not bool((c[1:] >= c[:-1]).all()):
+            order = torch.argsort(c, stable=True)
+            idx = idx[order]
+            c = c[order]
+        vec = vectors[idx]
+        rr = r[idx]
+        sp = neighbor_species[idx]
+        # per-pair factor of each angular radial part: exp(-eta (r - rs)^2) fc(r)
+        d = rr[:, None] - tab["part_rs"]
+        h = torch.exp(-tab["part_eta"] * d * d) * fc_all[idx][:, tab["part_fc"]]
+
+        out = torch.zeros((n_atoms * n_pairs_el, n_shapes), dtype=dtype, device=device)
+        if c.numel() < 2:
+            return out.view(n_atoms, n_pairs_el * n_shapes)
+        # neighbours per centre and triplets (unordered pairs of neighbours) per centre
+        uniq, counts = torch.unique_consecutive(c, return_counts=True)
+        n_trip = counts * (counts - 1) // 2
+        group_end = torch.cumsum(counts, 0)
+        # chunks of whole centres with at most MAX_TRIPLETS_PER_CHUNK triplets
+        cum_trip = torch.cumsum(n_trip, 0).tolist()
+        boundaries = [0]
+        budget = MAX_TRIPLETS_PER_CHUNK
+        start_trip = 0
+        for g, ct in enumerate(cum_trip):
+            if ct - start_trip > budget and g > boundaries[-1]:
+                boundaries.append(g)
+                start_trip = cum_trip[g - 1]
+        boundaries.append(len(cum_trip))
+        group_end_list = group_end.tolist()
+        use_checkpoint = len(boundaries) > 2 and torch.is_grad_enabled() and vectors.requires_grad
+        for g0, g1 in zip(boundaries[:-1], boundaries[1:]):
+            p0 = group_end_list[g0 - 1] if g0 > 0 else 0
+            p1 = group_end_list[g1 - 1]
+            args = (
+                vec[p0:p1],
+                rr[p0:p1],
+                h[p0:p1],
+                c[p0:p1],
+                sp[p0:p1],
+                counts[g0:g1],
+            )
+            if use_checkpoint:
+                from torch.utils.checkpoint import checkpoint
+
+                contrib, index = checkpoint(
+                    self._triplet_chunk, *args, tab, n_species, use_reentrant=False
+                )
+            else:
+                contrib, index = self._triplet_chunk(*args, tab, n_species)
+            out = out.index_add(0, index, contrib)
+        return out.view(n_atoms, n_pairs_el * n_shapes)
+
+    @staticmethod
+    def _triplet_chunk(vec, rr, h, c, sp, counts, tab, n_species):
+        """Sums over the triplets of a run of whole centres: (rows, values) for index_add."""
+        n_pair = c.shape[0]
+        device = vec.device
+        group_end = torch.repeat_interleave(torch.cumsum(counts, 0), counts)
+        local = torch.arange(n_pair, device=device)
+        partners = group_end - local - 1  # neighbours after this one at the same centre
+        first = torch.repeat_interleave(local, partners)
+        n_trip = first.shape[0]
+        block_start = torch.cumsum(partners, 0) - partners
+        second = (
+            first
+            + 1
+            + torch.arange(n_trip, device=device)
+            - torch.repeat_interleave(block_start, partners)
+        )
+        vij = vec[first]
+        vik = vec[second]
+        rij = rr[first]
+        rik = rr[second]
+        cos_theta = (vij * vik).sum(dim=1) / (rij * rik)
+        # radial parts
+        radial = h[first] * h[second]  # (T, n_parts)
+        if tab["narrow_eta"].numel():
+            djk = vik - vij
+            rjk = torch.sqrt((djk * djk).sum(dim=1))
+            n_narrow = tab["narrow_eta"].shape[0]
+            d = rjk[:, None] - tab["narrow_rs"]
+            jk = torch.exp(-tab["narrow_eta"] * d * d)
+            fc_cache = {}
+            fcs = []
+            for k in tab["narrow_fc"]:
+                if k not in fc_cache:
+                    name, rc, alpha = tab["cutoff_keys"][k]
+                    fc_cache[k] = cutoff_function(rjk, rc, name, alpha)
+                fcs.append(fc_cache[k])
+            jk = jk * torch.stack(fcs, dim=1)
+            if n_narrow == radial.shape[1]:
+                radial = radial * jk
+            else:
+                radial = torch.cat([radial[:, :n_narrow] * jk, radial[:, n_narrow:]], dim=1)
+        # angular parts (1 + lambda cos)^zeta 2^(1-zeta), integer zeta by repeated squaring
+        powers = {}
+        for lam in tab["lambdas"]:
+            base = (1.0 + lam * cos_theta).clamp_min(0.0)
+            powers[lam] = _powers(base, [z for z, la in tab["zl"] if la == lam])
+        angular = torch.stack([powers[lam][zeta] for zeta, lam in tab["zl"]], dim=1)
+        angular = angular * tab["zl_norm"]
+        values = (radial[:, :, None] * angular[:, None, :]).reshape(n_trip, -1)
+        pair_el = tab["pair_table"][sp[first], sp[second]]
+        n_pairs_el = n_species * (n_species + 1) // 2
+        rows = c[first] * n_pairs_el + pair_el
+        return values, rows
+
+    # ------------------------------------------------------------------------------------
+    def compute(
+        self, atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype = torch.float64
+    ) -> np.ndarray | list[np.ndarray]:
+        """Features of one structure (n_atoms, max_features) or a list of them, as NumPy."""
+        single = isinstance(atoms, ase.Atoms)
+        structures = [atoms] if single else list(atoms)
+        batch = AtomsBatch.from_atoms(structures, dtype=dtype)
+        self.check_elements(batch)
+        nl = neighbor_list(batch, self.cutoff)
+        with torch.no_grad():
+            features = self(batch, nl, pair_vectors(batch, nl)).cpu().numpy()
+        out = np.split(features, np.cumsum(batch.n_atoms.cpu().numpy())[:-1])
+        return out[0] if single else out
+
+    # ------------------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """Plain-Python (JSON-able) description that :meth:`from_config` rebuilds."""
+        functions = []
+        for f in self.functions:
+            d = asdict(f)
+            d["neighbors"] = list(d["neighbors"])
+            functions.append(d)
+        return {"functions": functions, "elements": list(self.elements)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> ACSF:
+        try:
+            functions = [SymmetryFunction(**f) for f in config["functions"]]
+        except (KeyError, TypeError) as exc:
+            raise ParameterError(f"bad ACSF configuration: {exc}") from exc
+        return cls(functions, elements=config.get("elements"))
+
+    def extra_repr(self) -> str:
+        per = ", ".join(f"{_symbol(z)}: {n}" for z, n in self.n_features.items())
+        return f"cutoff={self.cutoff} Å, features per element: {per}"
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dscribe(
+        cls,
+        species: Sequence[int | str],
+        r_cut: float,
+        g2_params: Sequence[Sequence[float]] | None = None,
+        g3_params: Sequence[float] | None = None,
+        g4_params: Sequence[Sequence[float]] | None = None,
+        g5_params: Sequence[Sequence[float]] | None = None,
+    ) -> ACSF:
+        """The set of DScribe 2.x ``ACSF(species, r_cut, g2_params, ...)``, same feature order.
+
+        Per centre element (every species): for each neighbour element in increasing atomic
+        number, G1 then the G2 (η, R_s) then the G3 (κ); then for each unordered pair of
+        neighbour elements (a ≤ b, ordered by b then a) the G4 then the G5 (η, ζ, λ).
+        """
+        zs = sorted({_atomic_number(s) for s in species})
+        if not zs:
+            raise ParameterError("from_dscribe: species is empty")
+
+        def rows(params, width, name):
+            if params is None:
+                return []
+            arr = np.asarray(params, dtype=float)
+            if arr.size == 0:
+                return []
+            if width == 1:
+                return [(float(v),) for v in arr.reshape(-1)]
+            if arr.ndim != 2 or arr.shape[1] != width:
+                raise ParameterError(f"from_dscribe: {name} must be rows of {width} numbers")
+            return [tuple(float(v) for v in row) for row in arr]
+
+        g2 = rows(g2_params, 2, "g2_params")
+        g3 = rows(g3_params, 1, "g3_params")
+        g4 = rows(g4_params, 3, "g4_params")
+        g5 = rows(g5_params, 3, "g5_params")
+        functions = []
+        for center in zs:
+            for nb in zs:
+                functions.append(SymmetryFunction("G1", center, (nb,), r_cut))
+                for eta, rs in g2:
+                    functions.append(SymmetryFunction("G2", center, (nb,), r_cut, eta, rs))
+                for (kappa,) in g3:
+                    functions.append(SymmetryFunction("G3", center, (nb,), r_cut, kappa=kappa))
+            for hi in range(len(zs)):
+                for lo in range(hi + 1):
+                    pair = (zs[lo], zs[hi])
+                    for kind, params in (("G4", g4), ("G5", g5)):
+                        for eta, zeta, lam in params:
+                            functions.append(
+                                SymmetryFunction(
+                                    kind, center, pair, r_cut, eta, zeta=zeta, lambda_=lam
+                                )
+                            )
+        return cls(functions, elements=zs)
+
+    @classmethod
+    def default(cls, elements: Sequence[int | str], r_cut: float = 6.0) -> ACSF:
+        """A general default set for ``elements`` and cutoff ``r_cut`` (Å).
+
+        After Imbalzano et al., J. Chem. Phys. 148, 241730 (2018), as n2p2's sfparamgen does;
+        see :func:`mlpot.descriptors.defaults.default_functions` for what it picks.
+        """
+        from mlpot.descriptors.defaults import default_functions
+
+        return cls(default_functions(elements, r_cut))
+
+
+def _pair_index(a: int, b: int) -> int:
+    """DScribe's index of the unordered species pair {a, b}: hi (hi + 1) / 2 + lo."""
+    hi, lo = max(a, b), min(a, b)
+    return hi * (hi + 1) // 2 + lo
+
+
+def _powers(base: torch.Tensor, zetas: Sequence[float]) -> dict[float, torch.Tensor]:
+    """{zeta: base**zeta}; integer zeta by shared repeated squaring (smooth derivatives at 0)."""
+    squares = [base]  # base^(2^k)
+    out = {}
+    for zeta in sorted(set(zetas)):
+        if float(zeta).is_integer() and 1 <= zeta <= 4096:
+            n = int(zeta)
+            result = None
+            k = 0
+            while n:
+                while len(squares) <= k:
+                    squares.append(squares[-1] * squares[-1])
+                if n & 1:
+                    result = squares[k] if result is None else result * squares[k]
+                n >>= 1
+                k += 1
+            out[zeta] = result
+        else:
+            out[zeta] = torch.pow(base, zeta)
+    return out
