@@ -437,7 +437,7 @@ class ACSF(torch.nn.Module):
         boundaries.append(len(cum_trip))
         group_end_list = group_end.tolist()
         use_checkpoint = len(boundaries) > 2 and torch.is_grad_enabled() and vectors.requires_grad
-        for g0, g1 in zip(boundaries[:-1], boundaries[1:]):
+        for g0, g1 in zip(boundaries[:-1], boundaries[1:], strict=True):
             p0 = group_end_list[g0 - 1] if g0 > 0 else 0
             p1 = group_end_list[g1 - 1]
             args = (
