@@ -57,6 +57,10 @@ class Potential(torch.nn.Module):
         """Per-atom energies (N,), eV. ``vectors`` are the (P, 3) pair vectors r_j − r_i, Å."""
         raise NotImplementedError
 
+    def fit_statistics(self, structures: Sequence[ase.Atoms]) -> None:
+        """Fit data statistics (scalings, reference energies) before training; default: none."""
+        return None
+
     # --- checks -------------------------------------------------------------------------
     def check_elements(self, batch: AtomsBatch) -> None:
         """Raise a clear error if the batch has an element the potential was not made for."""
