@@ -1,0 +1,204 @@
+"""Training configuration: every knob of ``mlpot train`` with a default that works.
+
+A YAML file given with ``mlpot train --config FILE.yaml`` has up to three sections; any key left
+out keeps its default (``mlpot train --print-config`` prints them all):
+
+``data:``
+    ``format`` (ASE format name or ``n2p2``; default: guess from the file), ``energy_key``,
+    ``forces_key``, ``stress_key`` (names of the reference values in the file; default: guess),
+    ``length_unit`` (``angstrom``/``bohr``) and ``energy_unit`` (``ev``/``hartree``) of the file
+    (converted to Å and eV on reading).
+
+``model:`` (an HDNNP on ACSF descriptors)
+    ``elements`` (chemical symbols; default: those in the training data), ``cutoff`` (Å, 6.0),
+    ``symmetry_functions`` (``default`` = ``ACSF.default(elements, cutoff)``, or a list of
+    mappings with the fields of :class:`~mlpot.descriptors.acsf.SymmetryFunction` where
+    ``center``/``neighbors`` may be symbols), ``hidden_layers`` ([32, 32]), ``activation``
+    (``tanh``), ``scaling`` (feature scaling, ``standard``).
+
+``training:``
+    ``seed`` (0), ``dtype`` (``float32`` or ``float64``), ``energy_weight`` (1.0, on the MSE of
+    energy per atom, (eV/atom)²), ``forces_weight`` (on the MSE of force components, (eV/Å)²;
+    0 = energy-only training), ``stress_weight`` (on the MSE of stress components, (eV/Å³)²,
+    used only for structures that have a reference stress), ``batch_size`` (structures per
+    minibatch), ``optimizer`` (``adam``/``adamw``), ``learning_rate``, ``weight_decay``,
+    ``scheduler`` (``cosine``: linear warm-up then cosine decay to ``learning_rate *
+    min_lr_factor``; ``plateau``: ReduceLROnPlateau on the validation loss; ``exponential``;
+    ``constant``), ``warmup_epochs``, ``min_lr_factor``, ``plateau_patience``,
+    ``plateau_factor``, ``max_epochs`` (``auto``: enough epochs for ``target_steps`` optimiser
+    steps, clamped to [``min_auto_epochs``, ``max_auto_epochs``]), ``target_steps``,
+    ``early_stopping_patience`` (epochs without improvement of the validation loss; ``auto`` =
+    a quarter of ``max_epochs``, at least 20; ``null`` = never), ``validation_fraction`` (seeded
+    split by structure, 0.1), ``time_limit_s`` (stop cleanly after this many seconds; ``null``),
+    ``cache_features`` (``auto``: for descriptor potentials, precompute descriptors and their
+    derivatives once instead of every epoch), ``energy_weight_final`` (energy weight in the last
+    ``final_phase_fraction`` of the epochs, a MACE-like second stage that sharpens energies;
+    ``null`` = keep ``energy_weight``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlpot.errors import ParameterError
+
+
+@dataclass
+class DataConfig:
+    """How to read the structure files (see module docstring)."""
+
+    format: str | None = None
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    length_unit: str = "angstrom"
+    energy_unit: str = "ev"
+
+
+@dataclass
+class ModelConfig:
+    """The HDNNP that ``mlpot train`` builds (see module docstring)."""
+
+    elements: list[str] | None = None
+    cutoff: float = 6.0
+    symmetry_functions: Any = "default"
+    hidden_layers: list[int] = field(default_factory=lambda: [32, 32])
+    activation: str = "tanh"
+    scaling: str = "standard"
+
+
+@dataclass
+class TrainerConfig:
+    """Loss weights, optimiser, schedule and stopping (see module docstring)."""
+
+    seed: int = 0
+    dtype: str = "float64"
+    energy_weight: float = 1.0
+    forces_weight: float = 0.01
+    stress_weight: float = 0.0
+    energy_weight_final: float | None = None
+    final_phase_fraction: float = 0.2
+    batch_size: int = 4
+    optimizer: str = "adam"
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    warmup_epochs: int = 2
+    min_lr_factor: float = 0.01
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+    max_epochs: int | str = "auto"
+    target_steps: int = 15000
+    min_auto_epochs: int = 30
+    max_auto_epochs: int = 2000
+    early_stopping_patience: int | str | None = "auto"
+    validation_fraction: float = 0.1
+    time_limit_s: float | None = None
+    cache_features: bool | str = "auto"
+
+    def validate(self) -> None:
+        """Raise ParameterError on a value that cannot work."""
+        if self.dtype not in ("float32", "float64"):
+            raise ParameterError(f"training.dtype must be float32 or float64, got {self.dtype!r}")
+        for name in ("energy_weight", "forces_weight", "stress_weight"):
+            if getattr(self, name) < 0:
+                raise ParameterError(f"training.{name} must be >= 0, got {getattr(self, name)}")
+        if self.energy_weight == 0 and self.forces_weight == 0 and self.stress_weight == 0:
+            raise ParameterError("all loss weights are zero: set training.energy_weight > 0")
+        if self.batch_size < 1:
+            raise ParameterError(f"training.batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ParameterError(
+                f"training.validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.optimizer not in ("adam", "adamw"):
+            raise ParameterError(
+                f"training.optimizer must be adam or adamw, got {self.optimizer!r}"
+            )
+        if self.scheduler not in ("cosine", "plateau", "exponential", "constant"):
+            raise ParameterError(
+                "training.scheduler must be cosine, plateau, exponential or constant, "
+                f"got {self.scheduler!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ParameterError(f"training.learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_epochs != "auto" and (
+            not isinstance(self.max_epochs, int) or self.max_epochs < 1
+        ):
+            raise ParameterError(
+                f"training.max_epochs must be 'auto' or >= 1, got {self.max_epochs}"
+            )
+
+    def epochs_for(self, n_train_structures: int) -> int:
+        """The number of epochs: ``max_epochs`` or, when auto, scaled by the data size."""
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        batches = max(1, -(-n_train_structures // self.batch_size))
+        epochs = -(-self.target_steps // batches)
+        return int(min(self.max_auto_epochs, max(self.min_auto_epochs, epochs)))
+
+    def patience_for(self, max_epochs: int) -> int | None:
+        if self.early_stopping_patience is None:
+            return None
+        if self.early_stopping_patience == "auto":
+            return max(20, max_epochs // 4)
+        return int(self.early_stopping_patience)
+
+
+@dataclass
+class Config:
+    """All of ``mlpot train``'s settings: data, model and training sections."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, source: str = "config") -> Config:
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise ParameterError(f"{source}: expected a mapping with data/model/training sections")
+        sections = {"data": DataConfig, "model": ModelConfig, "training": TrainerConfig}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ParameterError(
+                f"{source}: unknown section(s) {sorted(unknown)}; use {sorted(sections)}"
+            )
+        built = {}
+        for name, kind in sections.items():
+            values = raw.get(name) or {}
+            if not isinstance(values, dict):
+                raise ParameterError(f"{source}: section {name!r} must be a mapping")
+            known = {f.name for f in dataclasses.fields(kind)}
+            bad = set(values) - known
+            if bad:
+                raise ParameterError(
+                    f"{source}: unknown key(s) {sorted(bad)} in section {name!r}; "
+                    f"known keys: {sorted(known)}"
+                )
+            built[name] = kind(**values)
+        config = cls(**built)
+        config.training.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        path = Path(path)
+        if not path.exists():
+            raise ParameterError(f"{path}: no such config file")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"{path}: not valid YAML ({exc})") from exc
+        return cls.from_dict(raw, source=str(path))

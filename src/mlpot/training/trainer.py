@@ -1,0 +1,606 @@
+"""Train any :class:`~mlpot.models.potential.Potential` on energies, forces and stress.
+
+The loss of a minibatch of structures is
+
+    L = w_E · mean_s((E_s^pred − E_s^ref) / n_s)²  +  w_F · mean_(a,x)(F_ax^pred − F_ax^ref)²
+        + w_S · mean_(s,i,j)(σ_sij^pred − σ_sij^ref)²
+
+(energy per atom in eV, forces in eV/Å, stress in eV/Å³; the stress term only over structures
+with a reference stress). Neighbour lists of the training and validation structures are built
+once. For descriptor potentials (an ``HDNNP``: ``potential.descriptor`` plus
+``potential.atomic_energies_from_features``) the descriptors and their derivatives with respect
+to the pair vectors are also computed once (:mod:`mlpot.training.feature_cache`), so an epoch
+costs only the networks; other potentials run through autograd every step.
+
+Every epoch writes ``checkpoint.pt`` (model, optimiser, scheduler, random states, history,
+best model so far) atomically; :meth:`Trainer.fit` with the same ``out_dir`` resumes from it and
+ends with the same weights as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ase
+import numpy as np
+import torch
+
+from mlpot.data.batch import REF_ENERGY, REF_FORCES, REF_STRESS, AtomsBatch
+from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
+from mlpot.errors import DataError, ParameterError
+from mlpot.models.potential import Potential, atomic_torch_save, compute_properties
+from mlpot.training.config import TrainerConfig
+
+CHECKPOINT = "checkpoint.pt"
+LOG_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_energy_rmse",
+    "train_force_rmse",
+    "val_loss",
+    "val_energy_rmse",
+    "val_force_rmse",
+    "lr",
+    "epoch_time_s",
+    "elapsed_s",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+def split_structures(
+    structures: Sequence[ase.Atoms], validation_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Seeded split by structure: (train indices, validation indices), both sorted."""
+    n = len(structures)
+    n_val = int(round(validation_fraction * n))
+    if validation_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = 0
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def check_training_data(
+    structures: Sequence[ase.Atoms], config: TrainerConfig, source: str = "training data"
+) -> None:
+    """Clear errors for data the loss cannot use (missing energies, forces, stress)."""
+    if not structures:
+        raise DataError(f"{source}: no structures")
+    for i, atoms in enumerate(structures):
+        if config.energy_weight > 0 and REF_ENERGY not in atoms.info:
+            raise DataError(
+                f"{source}: structure {i} has no reference energy; every training structure "
+                "needs one (or set training.energy_weight: 0)"
+            )
+        if config.forces_weight > 0 and REF_FORCES not in atoms.arrays:
+            raise DataError(
+                f"{source}: structure {i} has no reference forces but training.forces_weight is "
+                f"{config.forces_weight}; set forces_weight: 0 in the training section of the "
+                "config (energy-only mode) or give data with forces"
+            )
+    if config.stress_weight > 0 and not any(REF_STRESS in a.info for a in structures):
+        raise DataError(
+            f"{source}: no structure has a reference stress but training.stress_weight is "
+            f"{config.stress_weight}; set stress_weight: 0"
+        )
+
+
+def _collate(parts: Sequence[tuple[AtomsBatch, NeighborList]]) -> tuple[AtomsBatch, NeighborList]:
+    """Concatenate single-structure batches and their neighbour lists."""
+    batches = [b for b, _ in parts]
+    offsets = np.concatenate([[0], np.cumsum([int(b.positions.shape[0]) for b in batches])])
+
+    def cat(name):
+        values = [getattr(b, name) for b in batches]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    batch = AtomsBatch(
+        positions=cat("positions"),
+        numbers=cat("numbers"),
+        cell=cat("cell"),
+        pbc=cat("pbc"),
+        structure_index=torch.cat(
+            [torch.full_like(b.structure_index, s) for s, b in enumerate(batches)]
+        ),
+        n_atoms=cat("n_atoms"),
+        energy=cat("energy"),
+        forces=cat("forces"),
+        stress=cat("stress"),
+    )
+    nl = NeighborList(
+        centers=torch.cat(
+            [nl.centers + int(o) for (_, nl), o in zip(parts, offsets[:-1], strict=True)]
+        ),
+        neighbors=torch.cat(
+            [nl.neighbors + int(o) for (_, nl), o in zip(parts, offsets[:-1], strict=True)]
+        ),
+        shifts=torch.cat([nl.shifts for _, nl in parts]),
+        cutoff=parts[0][1].cutoff,
+    )
+    return batch, nl
+
+
+class GraphEngine:
+    """Generic engine: cached neighbour lists, autograd through the potential every step."""
+
+    def __init__(self, potential: Potential, structures: Sequence[ase.Atoms], dtype: torch.dtype):
+        self.potential = potential
+        self.has_forces = all(REF_FORCES in a.arrays for a in structures)
+        self.items = []
+        for i, atoms in enumerate(structures):
+            batch = AtomsBatch.from_atoms(atoms, dtype=dtype)
+            try:
+                potential.check_elements(batch)
+            except DataError as exc:
+                raise DataError(str(exc).replace("structure 0", f"structure {i}", 1)) from exc
+            self.items.append((batch, neighbor_list(batch, potential.cutoff)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def run(
+        self,
+        indices: Sequence[int],
+        forces: bool,
+        stress: bool,
+        create_graph: bool,
+        train: bool = False,
+    ) -> tuple[dict[str, torch.Tensor], AtomsBatch]:
+        batch, nl = _collate([self.items[i] for i in indices])
+        stress = stress and bool(batch.pbc.all())
+        if not (forces or stress):  # energies only; keep the graph when training
+            with torch.enable_grad() if train else torch.no_grad():
+                self.potential.check_elements(batch)
+                atomic = self.potential(batch, nl, pair_vectors(batch, nl))
+                energy = atomic.new_zeros(batch.n_structures).index_add(
+                    0, batch.structure_index, atomic
+                )
+            return {"energy": energy, "atomic_energies": atomic}, batch
+        out = compute_properties(
+            self.potential, batch, nl, forces=forces, stress=stress, create_graph=create_graph
+        )
+        return out, batch
+
+
+def _make_engine(potential, structures, dtype, cache_features, derivatives=True):
+    if cache_features in ("auto", True):
+        from mlpot.training.feature_cache import FeatureEngine, supports_feature_cache
+
+        if supports_feature_cache(potential):
+            return FeatureEngine(potential, structures, dtype, derivatives=derivatives)
+        if cache_features is True:
+            raise ParameterError(
+                f"training.cache_features: {type(potential).__name__} has no descriptor to cache"
+            )
+    return GraphEngine(potential, structures, dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# loss
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Sums:
+    """Running sums of squared errors (for RMSE over an epoch)."""
+
+    energy_se: float = 0.0
+    n_energy: int = 0
+    force_se: float = 0.0
+    n_force: int = 0
+    loss: float = 0.0
+    n_batches: int = 0
+
+    def energy_rmse_mev(self) -> float:
+        return 1000 * math.sqrt(self.energy_se / self.n_energy) if self.n_energy else math.nan
+
+    def force_rmse(self) -> float:
+        return math.sqrt(self.force_se / self.n_force) if self.n_force else math.nan
+
+
+def _loss(
+    out: dict[str, torch.Tensor],
+    batch: AtomsBatch,
+    weights: tuple[float, float, float],
+    sums: _Sums,
+) -> torch.Tensor:
+    w_e, w_f, w_s = weights
+    loss = out["energy"].new_zeros(())
+    if batch.energy is not None:
+        err = (out["energy"] - batch.energy) / batch.n_atoms.to(out["energy"].dtype)
+        se = (err**2).sum()
+        if w_e > 0:
+            loss = loss + w_e * se / err.numel()
+        sums.energy_se += float(se.detach())
+        sums.n_energy += err.numel()
+    if "forces" in out and batch.forces is not None:
+        err = out["forces"] - batch.forces
+        se = (err**2).sum()
+        if w_f > 0:
+            loss = loss + w_f * se / err.numel()
+        sums.force_se += float(se.detach())
+        sums.n_force += err.numel()
+    if w_s > 0 and "stress" in out and batch.stress is not None:
+        err = out["stress"] - batch.stress
+        mask = torch.isfinite(err)
+        if mask.any():
+            loss = loss + w_s * (err[mask] ** 2).mean()
+    sums.loss += float(loss.detach())
+    sums.n_batches += 1
+    return loss
+
+
+# --------------------------------------------------------------------------------------------
+# trainer
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainingResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    potential: Potential
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_validation_loss: float
+    epochs_run: int
+    finished: bool
+    wall_time_s: float
+    stopped_because: str
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically."""
+    _atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_log_csv(path: str | Path, history: Sequence[dict]) -> None:
+    """Write the per-epoch log atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    _atomic_write_text(Path(path), buffer.getvalue())
+
+
+def _format_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Trainer:
+    """Minibatch training of one potential with Adam/AdamW, schedule, early stopping.
+
+    Args:
+        potential: any Potential; ``potential.fit_statistics(train)`` is called before training.
+        config: loss weights, optimiser, schedule, stopping (:class:`TrainerConfig`).
+        out_dir: where ``checkpoint.pt`` and ``log.csv`` go (resumes when a checkpoint is there);
+            None trains in memory only.
+        log: called with one line per epoch (default: print to stdout).
+        progress: draw a progress bar with ETA on stderr (default: when stderr is a terminal).
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        config: TrainerConfig | None = None,
+        out_dir: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+        progress: bool | None = None,
+    ):
+        self.config = config or TrainerConfig()
+        self.config.validate()
+        self.dtype = torch.float32 if self.config.dtype == "float32" else torch.float64
+        self.potential = potential.to(self.dtype)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.log = log if log is not None else (lambda line: print(line, flush=True))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    # --- schedule -----------------------------------------------------------------------
+    def _lr(self, epoch: int, max_epochs: int) -> float:
+        c = self.config
+        base = c.learning_rate
+        if c.scheduler in ("plateau", "constant"):
+            return base
+        if epoch < c.warmup_epochs:
+            return base * (epoch + 1) / (c.warmup_epochs + 1)
+        span = max(1, max_epochs - c.warmup_epochs)
+        t = min(1.0, (epoch - c.warmup_epochs) / span)
+        if c.scheduler == "cosine":
+            return base * (
+                c.min_lr_factor + (1 - c.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * t))
+            )
+        return base * c.min_lr_factor**t  # exponential
+
+    def _weights(self, epoch: int, max_epochs: int) -> tuple[float, float, float]:
+        c = self.config
+        w_e = c.energy_weight
+        if c.energy_weight_final is not None and epoch >= (1 - c.final_phase_fraction) * max_epochs:
+            w_e = c.energy_weight_final
+        return w_e, c.forces_weight, c.stress_weight
+
+    def _selection_weights(self) -> tuple[float, float, float]:
+        c = self.config
+        w_e = c.energy_weight if c.energy_weight_final is None else c.energy_weight_final
+        return w_e, c.forces_weight, c.stress_weight
+
+    # --- evaluation ---------------------------------------------------------------------
+    def _evaluate(self, engine, weights) -> _Sums:
+        sums = _Sums()
+        c = self.config
+        forces = c.forces_weight > 0 or engine_has_forces(engine)
+        stress = c.stress_weight > 0
+        size = max(c.batch_size, 16)
+        for start in range(0, len(engine), size):
+            indices = list(range(start, min(len(engine), start + size)))
+            out, batch = engine.run(indices, forces=forces, stress=stress, create_graph=False)
+            _loss(out, batch, weights, sums)
+        return sums
+
+    # --- the loop -----------------------------------------------------------------------
+    def fit(
+        self,
+        train: Sequence[ase.Atoms],
+        validation: Sequence[ase.Atoms] | None = None,
+        stop_after_epochs: int | None = None,
+    ) -> TrainingResult:
+        """Train; returns the best model (lowest validation loss) loaded into the potential.
+
+        ``validation=None`` splits ``config.validation_fraction`` of ``train`` off (seeded, by
+        structure). ``stop_after_epochs`` stops after that many epochs *in this call* as if the
+        process were killed (for tests of resumption); the checkpoint stays.
+        """
+        c = self.config
+        train = list(train)
+        if validation is None:
+            train_idx, val_idx = split_structures(train, c.validation_fraction, c.seed)
+            validation = [train[i] for i in val_idx]
+            train = [train[i] for i in train_idx]
+        validation = list(validation)
+        check_training_data(train, c, "training data")
+        if validation:
+            check_training_data(validation, c, "validation data")
+
+        _seed_everything(c.seed)
+        fit_statistics = getattr(self.potential, "fit_statistics", None)
+        if fit_statistics is not None:
+            fit_statistics(train)
+        self.potential.to(self.dtype)
+        t_setup = time.perf_counter()
+        train_derivatives = c.forces_weight > 0 or c.stress_weight > 0
+        train_engine = _make_engine(
+            self.potential, train, self.dtype, c.cache_features, train_derivatives
+        )
+        val_derivatives = train_derivatives or all(REF_FORCES in a.arrays for a in validation)
+        val_engine = (
+            _make_engine(self.potential, validation, self.dtype, c.cache_features, val_derivatives)
+            if validation
+            else None
+        )
+        setup_s = time.perf_counter() - t_setup
+
+        max_epochs = c.epochs_for(len(train))
+        patience = c.patience_for(max_epochs)
+        params = [p for p in self.potential.parameters() if p.requires_grad]
+        opt_class = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        optimizer = opt_class(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+        plateau = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=c.plateau_factor, patience=c.plateau_patience
+            )
+            if c.scheduler == "plateau"
+            else None
+        )
+        generator = torch.Generator().manual_seed(c.seed)
+
+        state = {
+            "epoch": 0,
+            "history": [],
+            "best_loss": math.inf,
+            "best_epoch": -1,
+            "best_state": None,
+            "since_best": 0,
+            "elapsed_s": 0.0,
+            "finished": False,
+            "stopped_because": "",
+        }
+        checkpoint_path = self.out_dir / CHECKPOINT if self.out_dir else None
+        if checkpoint_path is not None and checkpoint_path.exists():
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            if saved.get("trainer_config") != asdict(c):
+                raise ParameterError(
+                    f"{checkpoint_path}: this checkpoint was made with different training "
+                    "settings; use a new --out folder or delete the checkpoint to start over"
+                )
+            self.potential.load_state_dict(saved["model_state"])
+            optimizer.load_state_dict(saved["optimizer"])
+            if plateau is not None and saved.get("plateau") is not None:
+                plateau.load_state_dict(saved["plateau"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
+            np.random.set_state(saved["numpy_rng"])
+            random.setstate(saved["python_rng"])
+            state.update({k: saved[k] for k in state})
+            self.log(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
+        else:
+            self.log(
+                f"training on {len(train)} structures ({sum(len(a) for a in train)} atoms), "
+                f"validating on {len(validation)}; {max_epochs} epochs at most, batch size "
+                f"{c.batch_size}, {sum(p.numel() for p in params)} parameters, "
+                f"{type(train_engine).__name__} set up in {setup_s:.1f} s"
+            )
+
+        selection = self._selection_weights()
+        epochs_this_call = 0
+        t_call = time.perf_counter()
+        elapsed_before = state["elapsed_s"]
+        while not state["finished"]:
+            epoch = state["epoch"]
+            if epoch >= max_epochs:
+                state["finished"], state["stopped_because"] = True, "max_epochs"
+                break
+            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                break
+            t0 = time.perf_counter()
+            lr = self._lr(epoch, max_epochs) if plateau is None else optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            weights = self._weights(epoch, max_epochs)
+            self.potential.train()
+            sums = _Sums()
+            order = torch.randperm(len(train_engine), generator=generator).tolist()
+            n_batches = -(-len(order) // c.batch_size)
+            for b in range(n_batches):
+                indices = order[b * c.batch_size : (b + 1) * c.batch_size]
+                out, batch = train_engine.run(
+                    indices,
+                    forces=weights[1] > 0,
+                    stress=weights[2] > 0,
+                    create_graph=weights[1] > 0 or weights[2] > 0,
+                    train=True,
+                )
+                loss = _loss(out, batch, weights, sums)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if self.progress:
+                    self._draw_progress(epoch, max_epochs, b + 1, n_batches, state, t0)
+            self.potential.eval()
+            val = self._evaluate(val_engine, selection) if val_engine is not None else None
+            monitored = (
+                (val.loss / val.n_batches) if val is not None else sums.loss / sums.n_batches
+            )
+            if plateau is not None:
+                plateau.step(monitored)
+            epoch_time = time.perf_counter() - t0
+            state["elapsed_s"] = elapsed_before + time.perf_counter() - t_call
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": sums.loss / sums.n_batches,
+                "train_energy_rmse": sums.energy_rmse_mev(),
+                "train_force_rmse": sums.force_rmse(),
+                "val_loss": monitored if val is not None else math.nan,
+                "val_energy_rmse": val.energy_rmse_mev() if val is not None else math.nan,
+                "val_force_rmse": val.force_rmse() if val is not None else math.nan,
+                "lr": lr,
+                "epoch_time_s": epoch_time,
+                "elapsed_s": state["elapsed_s"],
+            }
+            state["history"].append(row)
+            state["epoch"] = epoch + 1
+            improved = monitored < state["best_loss"]
+            if improved:
+                state["best_loss"] = monitored
+                state["best_epoch"] = epoch + 1
+                state["best_state"] = copy.deepcopy(self.potential.state_dict())
+                state["since_best"] = 0
+            else:
+                state["since_best"] += 1
+            remaining = (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
+            if self.progress:
+                sys.stderr.write("\r\033[K")
+            self.log(
+                f"epoch {epoch + 1:4d}/{max_epochs}  train E {row['train_energy_rmse']:8.3f} "
+                f"meV/atom  F {row['train_force_rmse']:7.4f} eV/Å | val E "
+                f"{row['val_energy_rmse']:8.3f}  F {row['val_force_rmse']:7.4f} | lr {lr:.2e} "
+                f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
+                + ("  *" if improved else "")
+            )
+            if patience is not None and state["since_best"] >= patience:
+                state["finished"], state["stopped_because"] = True, "early_stopping"
+            elif c.time_limit_s is not None and state["elapsed_s"] >= c.time_limit_s:
+                state["finished"], state["stopped_because"] = True, "time_limit"
+            elif state["epoch"] >= max_epochs:
+                state["finished"], state["stopped_because"] = True, "max_epochs"
+            epochs_this_call += 1
+            if self.out_dir is not None:
+                self._write_checkpoint(checkpoint_path, state, optimizer, plateau, generator)
+                write_log_csv(self.out_dir / "log.csv", state["history"])
+
+        if state["finished"] and state["best_state"] is not None:
+            self.potential.load_state_dict(state["best_state"])
+            self.log(
+                f"stopped ({state['stopped_because']}) after {state['epoch']} epochs; best "
+                f"epoch {state['best_epoch']}, validation loss {state['best_loss']:.4g}"
+            )
+        self.potential.eval()
+        return TrainingResult(
+            potential=self.potential,
+            history=state["history"],
+            best_epoch=state["best_epoch"],
+            best_validation_loss=state["best_loss"],
+            epochs_run=state["epoch"],
+            finished=state["finished"],
+            wall_time_s=state["elapsed_s"],
+            stopped_because=state["stopped_because"],
+        )
+
+    def _write_checkpoint(self, path, state, optimizer, plateau, generator) -> None:
+        payload = dict(state)
+        payload.update(
+            {
+                "trainer_config": asdict(self.config),
+                "model_kind": type(self.potential).__name__,
+                "model_config": self.potential.get_config(),
+                "model_state": self.potential.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(),
+            }
+        )
+        atomic_torch_save(payload, path)
+
+    def _draw_progress(self, epoch, max_epochs, done, total, state, t0) -> None:
+        per_epoch = state["elapsed_s"] / max(1, state["epoch"]) if state["epoch"] else None
+        this = time.perf_counter() - t0
+        if per_epoch is None:
+            per_epoch = this * total / max(1, done)
+        remaining = per_epoch * (max_epochs - epoch) - this
+        width = 24
+        filled = int(width * done / total)
+        sys.stderr.write(
+            f"\r\033[Kepoch {epoch + 1}/{max_epochs} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done}/{total}  ETA {_format_time(remaining)}"
+        )
+        sys.stderr.flush()
+
+
+def engine_has_forces(engine) -> bool:
+    """Whether every structure behind an engine has reference forces."""
+    return bool(getattr(engine, "has_forces", False))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

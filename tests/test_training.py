@@ -1,0 +1,190 @@
+"""The trainer: it learns, resumes exactly, reports honest metrics, rejects bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mlpot.data.batch import REF_ENERGY, REF_FORCES, AtomsBatch
+from mlpot.data.neighbors import NeighborList
+from mlpot.errors import DataError, ParameterError
+from mlpot.models.potential import Potential, load_potential, register_potential
+from mlpot.training.config import Config, TrainerConfig
+from mlpot.training.metrics import evaluate
+from mlpot.training.trainer import Trainer, split_structures
+
+
+@register_potential
+class RadialToy(Potential):
+    """A small trainable potential: per-element offset + learnable Gaussian pair terms."""
+
+    def __init__(self, elements=(14,), cutoff: float = 4.5, n_basis: int = 8, seed: int = 0):
+        super().__init__(cutoff, elements)
+        self.n_basis = n_basis
+        self.seed = seed
+        g = torch.Generator().manual_seed(seed)
+        self.weights = torch.nn.Parameter(
+            0.01 * torch.randn(n_basis, generator=g, dtype=torch.float64)
+        )
+        self.offset = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.register_buffer("centers", torch.linspace(1.8, cutoff, n_basis, dtype=torch.float64))
+
+    def fit_statistics(self, structures):
+        e = np.array([a.info[REF_ENERGY] / len(a) for a in structures])
+        with torch.no_grad():
+            self.offset.fill_(float(e.mean()))
+
+    def forward(self, batch: AtomsBatch, nl: NeighborList, vectors: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.norm(vectors, dim=1)
+        fc = 0.5 * (torch.cos(math.pi * r / self.cutoff) + 1) * (r < self.cutoff)
+        basis = torch.exp(-4.0 * (r[:, None] - self.centers) ** 2) * fc[:, None]
+        pair = basis @ self.weights
+        atomic = self.offset.expand(batch.positions.shape[0]).clone()
+        return atomic.index_add(0, nl.centers, 0.5 * pair)
+
+    def get_config(self):
+        return {
+            "elements": self.elements,
+            "cutoff": self.cutoff,
+            "n_basis": self.n_basis,
+            "seed": self.seed,
+        }
+
+
+@pytest.fixture(scope="module")
+def si_small(shared_data):
+    from mlpot.data.io import read_structures
+
+    structures = read_structures(shared_data / "mlearn_Si" / "train.extxyz")
+    small = [a for a in structures if len(a) <= 64]
+    rng = np.random.default_rng(1)
+    return [small[i] for i in rng.choice(len(small), 24, replace=False)]
+
+
+def _config(**changes) -> TrainerConfig:
+    base = dict(
+        max_epochs=6,
+        batch_size=4,
+        learning_rate=0.02,
+        forces_weight=0.01,
+        validation_fraction=0.25,
+        warmup_epochs=0,
+        seed=3,
+        early_stopping_patience=None,
+    )
+    base.update(changes)
+    return TrainerConfig(**base)
+
+
+def test_split_is_seeded_and_disjoint():
+    items = list(range(40))
+    a = split_structures(items, 0.2, seed=5)
+    b = split_structures(items, 0.2, seed=5)
+    c = split_structures(items, 0.2, seed=6)
+    assert a == b and a != c
+    train, val = a
+    assert len(val) == 8 and not set(train) & set(val) and sorted(train + val) == items
+
+
+def test_short_training_beats_mean_predictor(si_small):
+    trainer = Trainer(RadialToy(), _config(max_epochs=15, forces_weight=1.0), log=lambda s: None)
+    train_idx, val_idx = split_structures(si_small, 0.25, seed=3)
+    result = trainer.fit(si_small)
+    val = [si_small[i] for i in val_idx]
+    train = [si_small[i] for i in train_idx]
+    # bound: predicting the mean training energy per atom for every validation structure
+    mean_e = np.mean([a.info[REF_ENERGY] / len(a) for a in train])
+    baseline_mev = 1000 * np.sqrt(
+        np.mean([(a.info[REF_ENERGY] / len(a) - mean_e) ** 2 for a in val])
+    )
+    baseline_force = np.sqrt(
+        np.mean(np.concatenate([a.arrays[REF_FORCES].ravel() for a in val]) ** 2)
+    )
+    metrics, _ = evaluate(result.potential, val)
+    assert metrics["energy_rmse_mev_per_atom"] < 0.5 * baseline_mev
+    assert metrics["force_rmse_ev_per_angstrom"] < 0.8 * baseline_force
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+def test_kill_and_resume_gives_identical_weights(si_small, tmp_path):
+    data = si_small[:12]
+    config = _config(max_epochs=5)
+    uninterrupted = Trainer(RadialToy(), config, out_dir=tmp_path / "a", log=lambda s: None)
+    ref = uninterrupted.fit(data)
+    interrupted = Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None)
+    partial = interrupted.fit(data, stop_after_epochs=2)
+    assert not partial.finished and partial.epochs_run == 2
+    # a fresh process: new potential object, resumes from checkpoint.pt
+    resumed = Trainer(RadialToy(seed=99), config, out_dir=tmp_path / "b", log=lambda s: None).fit(
+        data
+    )
+    assert resumed.finished and resumed.epochs_run == 5
+    for (name, a), (_, b) in zip(
+        ref.potential.state_dict().items(), resumed.potential.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert [r["val_loss"] for r in ref.history] == [r["val_loss"] for r in resumed.history]
+    # a checkpoint from other settings is refused with a clear message
+    with pytest.raises(ParameterError, match="different training settings"):
+        Trainer(RadialToy(), _config(max_epochs=7), out_dir=tmp_path / "b", log=lambda s: None).fit(
+            data
+        )
+
+
+def test_missing_forces_with_force_weight_is_a_clear_error(si_small):
+    data = [a.copy() for a in si_small[:6]]
+    for a in data:
+        a.info[REF_ENERGY] = a.info[REF_ENERGY] if REF_ENERGY in a.info else 0.0
+    del data[2].arrays[REF_FORCES]
+    with pytest.raises(DataError, match="forces_weight: 0"):
+        Trainer(RadialToy(), _config(), log=lambda s: None).fit(data, validation=[])
+    # energy-only mode trains fine
+    result = Trainer(RadialToy(), _config(forces_weight=0.0, max_epochs=2), log=lambda s: None).fit(
+        data, validation=[]
+    )
+    assert result.finished
+
+
+def test_unknown_element_in_evaluation_names_it(si_small):
+    atoms = si_small[0].copy()
+    atoms.numbers[3] = 8
+    with pytest.raises(DataError, match=r"\bO\b"):
+        evaluate(RadialToy(), [atoms])
+
+
+def test_config_roundtrip_and_rejects_unknown_keys(tmp_path):
+    text = Config().to_yaml()
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert Config.from_yaml(path) == Config()
+    path.write_text("training:\n  learning_rat: 0.1\n")
+    with pytest.raises(ParameterError, match="learning_rat"):
+        Config.from_yaml(path)
+    assert TrainerConfig(batch_size=4, target_steps=1000, min_auto_epochs=1).epochs_for(40) == 100
+
+
+def test_saved_model_metrics_equal_recomputation(si_small, tmp_path):
+    result = Trainer(RadialToy(), _config(max_epochs=3), log=lambda s: None).fit(si_small[:10])
+    path = tmp_path / "m.pt"
+    result.potential.save(path)
+    loaded = load_potential(path)
+    metrics, _ = evaluate(loaded, si_small[10:16])
+    # independent recomputation with plain ASE calculator calls
+    e_err, f_err = [], []
+    for atoms in si_small[10:16]:
+        a = atoms.copy()
+        a.calc = loaded.calculator()
+        e_err.append((a.get_potential_energy() - atoms.info[REF_ENERGY]) / len(a))
+        f_err.append((a.get_forces() - atoms.arrays[REF_FORCES]).ravel())
+    f_err = np.concatenate(f_err)
+    assert metrics["energy_rmse_mev_per_atom"] == pytest.approx(
+        1000 * np.sqrt(np.mean(np.square(e_err)))
+    )
+    assert metrics["energy_mae_mev_per_atom"] == pytest.approx(1000 * np.mean(np.abs(e_err)))
+    assert metrics["force_rmse_ev_per_angstrom"] == pytest.approx(np.sqrt(np.mean(f_err**2)))
+    assert metrics["force_mae_ev_per_angstrom"] == pytest.approx(np.mean(np.abs(f_err)))
+    json.dumps(metrics)
