@@ -275,8 +275,9 @@ def write_structures(
 ) -> None:
     """Write structures atomically as extxyz (default) or n2p2 ``input.data``.
 
-    In extxyz the REF_* values are written as ``energy``/``forces``/``stress``. For n2p2 the
-    units ``length_unit``/``energy_unit`` of the file can be chosen.
+    In extxyz the REF_* values are written as ``energy``/``forces``/``stress`` (per-atom values
+    with ASE's 8 decimals; energies and stress in full precision). n2p2 files are written with
+    repr-exact floats, in the units ``length_unit``/``energy_unit``.
     """
     if isinstance(structures, ase.Atoms):
         structures = [structures]
