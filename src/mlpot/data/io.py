@@ -211,6 +211,8 @@ def read_structures(
     length, energy = unit_factors(length_unit, energy_unit)
     if not path.exists():
         raise DataError(f"{source}: no such file; check the path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{source}: the file is empty (empty data set); check the path")
     if stress_key is not None and virial_key is None and "virial" in stress_key.lower():
         virial_key, stress_key = stress_key, None
 
