@@ -218,3 +218,28 @@ def test_summarize_counts(shared_data):
     text = summarize(mixed, "mixed")
     assert "molecule 1" in text and "slab (2D periodic) 1" in text and "periodic 3D 1" in text
     assert "energy: 0 of 3 structures" in text
+
+
+def test_vasp_outcar_from_ase_test_data():
+    """ASE ships a small OUTCAR (18 atoms); compare with a plain parse of its text."""
+    from pathlib import Path
+
+    from ase.units import GPa
+
+    outcar = Path(ase.__file__).parent / "test/testdata/vasp/OUTCAR_example_1"
+    if not outcar.is_file():
+        pytest.skip("this ASE installation has no test data (OUTCAR_example_1)")
+    (atoms,) = read_structures(outcar, format="vasp-out", require_energy=True, require_forces=True)
+    lines = outcar.read_text().splitlines()
+    energy_line = [line for line in lines if "energy(sigma->0)" in line][-1]
+    assert atoms.info[REF_ENERGY] == float(energy_line.split()[-1])  # -68.23102426
+    start = [k for k, line in enumerate(lines) if "TOTAL-FORCE (eV/Angst)" in line][-1] + 2
+    rows = np.array([[float(x) for x in lines[k].split()] for k in range(start, start + 18)])
+    np.testing.assert_array_equal(atoms.positions, rows[:, :3])
+    np.testing.assert_array_equal(atoms.arrays[REF_FORCES], rows[:, 3:])
+    # "in kB" holds XX YY ZZ XY YZ ZX of the pressure-like tensor: stress = -kB * 0.1 GPa
+    kb = [float(x) for x in [line for line in lines if line.startswith("  in kB")][-1].split()[2:]]
+    xx, yy, zz, xy, yz, zx = (-0.1 * GPa * np.array(kb)).tolist()
+    expected = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
+    np.testing.assert_allclose(atoms.info[REF_STRESS], expected, rtol=1e-12)
+    assert atoms.calc is None
