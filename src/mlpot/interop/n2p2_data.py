@@ -123,7 +123,7 @@ def read_n2p2_data(
             if block is None:
                 raise DataError(
                     f"{where}: expected 'begin' (start of a structure), got {line!r}; "
-                    "is this an n2p2 input.data file?"
+                    "is this an n2p2 input.data file? (if not, give its --format)"
                 )
             if keyword == "comment":
                 block.comment = rest.strip()
