@@ -715,7 +715,7 @@ def export_n2p2(model, directory: str | os.PathLike, comment: str | None = None)
             "#" * 80,
         ]
         count = 0
-        for layer_index, (w, b) in enumerate(zip(weights, biases), start=1):
+        for layer_index, (w, b) in enumerate(zip(weights, biases, strict=True), start=1):
             n_out, n_in = w.shape
             for j in range(n_in):
                 for k in range(n_out):
@@ -763,7 +763,7 @@ def export_n2p2(model, directory: str | os.PathLike, comment: str | None = None)
     out.append(f"global_nodes_short {' '.join(str(w) for w in first)}")
     out.append(f"global_activation_short {' '.join(letters)} l")
     for z in elements[1:]:
-        for layer, (width, width0) in enumerate(zip(widths[z], first), start=1):
+        for layer, (width, width0) in enumerate(zip(widths[z], first, strict=True), start=1):
             if width != width0:
                 out.append(f"element_nodes_short {chemical_symbols[z]} {layer} {width}")
     if model.normalize_nodes:

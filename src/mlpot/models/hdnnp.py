@@ -12,11 +12,13 @@ Feature scaling (``scaling``), with per-feature statistics of the training set (
 population sigma) kept as buffers and ``scaling_range = (S_min, S_max)``, the same modes as n2p2
 (``SymFnc::scale``):
 
-* ``"minmax"`` (n2p2 ``scale_symmetry_functions``): S_min + (S_max − S_min)(G − G_min)/(G_max − G_min)
+* ``"minmax"`` (n2p2 ``scale_symmetry_functions``):
+  S_min + (S_max − S_min)(G − G_min)/(G_max − G_min)
 * ``"standard"``: (G − mean)/sigma
 * ``"center"`` (n2p2 ``center_symmetry_functions``): G − mean
 * ``"scale_center"`` (n2p2 both keywords): S_min + (S_max − S_min)(G − mean)/(G_max − G_min)
-* ``"scalesigma"`` (n2p2 ``scale_symmetry_functions_sigma``): S_min + (S_max − S_min)(G − mean)/sigma
+* ``"scalesigma"`` (n2p2 ``scale_symmetry_functions_sigma``):
+  S_min + (S_max − S_min)(G − mean)/sigma
 * ``"none"``: G
 
 Evaluation is one descriptor pass for the whole batch; then, per element, the atoms of that
@@ -377,7 +379,7 @@ class HDNNP(Potential):
         shift = float(residual_per_atom.mean())
         spread = float(residual_per_atom.std())
         scale = spread if spread > 1e-6 else 1.0
-        for z, ref in zip(self.elements, references):
+        for z, ref in zip(self.elements, references, strict=True):
             net = self.networks[chemical_symbols[z]]
             net.reference_energy.fill_(float(ref))
             net.energy_shift.fill_(shift)
