@@ -1,0 +1,712 @@
+#!/usr/bin/env python
+"""Generate the bundled DFT silicon data set with GPAW (plane waves, PBE).
+
+Modes (see docs/datasets.md):
+
+``--converge``
+    Energy / force / stress differences against plane-wave cut-off, k-point density and smearing
+    width on two test structures (rattled diamond, liquid-like random packing); written to a JSON
+    record (default ``data_generation/si_convergence.json``).
+``--list``
+    Print the candidate structures (index, group, atoms) without computing anything.
+(default) generate
+    Build every candidate structure from ``--seed`` first, then compute those whose ``index`` is
+    not yet in ``--output`` with ``--workers`` processes (each GPAW serial). The main process
+    appends each finished structure to the output extxyz (flush + fsync per frame), so an
+    interrupted run loses at most one structure per worker and resumes where it stopped.
+``--finalize``
+    Write the bundled file ``src/mlpot/datasets/si_gpaw.extxyz.gz`` (sorted by index, gzip with
+    mtime 0) and ``si_gpaw.json`` (provenance: versions, settings, groups, seed, wall times,
+    SHA-256, convergence check). Works on a partial output file (marked ``"partial": true``).
+
+Run the generation in the background, niced, e.g.::
+
+    nohup nice -n 19 .venv/bin/python scripts/make_si_dataset.py \\
+        > data_generation/generate.log 2>&1 &
+
+Candidate groups (all Si): ``eos`` (2-atom diamond, energy–volume curve), ``strain_iso`` and
+``strain_shear`` (8-atom diamond, strains up to ±6 %, lightly rattled), ``rattle8`` /
+``rattle16`` (diamond rattled at 300–1500 K with Gaussian displacements from the harmonic
+Einstein-model estimate, plus small cell fluctuations), ``vacancy`` / ``interstitial`` (7/15 and
+9/17-atom cells, tetrahedral and hexagonal sites, rattled), ``liquid`` (random packings at
+liquid density with a minimum distance, rattled at 2000–3000 K). The candidate list interleaves
+the groups in proportion to their size, so every prefix is a balanced data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Each worker runs GPAW serially: one BLAS thread per process (set before numpy loads BLAS).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import ase  # noqa: E402
+import ase.io  # noqa: E402
+from ase import Atoms  # noqa: E402
+from ase.build import bulk  # noqa: E402
+from ase.calculators.calculator import kptdensity2monkhorstpack  # noqa: E402
+from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
+from ase.units import _amu, _hbar, _k  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "data_generation" / "si_gpaw.partial.extxyz"
+DEFAULT_CONVERGENCE = REPO / "data_generation" / "si_convergence.json"
+BUNDLED_DIR = REPO / "src" / "mlpot" / "datasets"
+DEFAULT_SEED = 20240601
+
+# DFT settings of the data set, chosen from the --converge record (docs/datasets.md).
+SETTINGS = {
+    "mode": "pw",
+    "ecut_eV": 350.0,
+    "xc": "PBE",
+    "kpts_density_per_inv_angstrom": 3.0,
+    "kpts_gamma": True,
+    "kpts_even": False,
+    "occupations": "fermi-dirac",
+    "smearing_width_eV": 0.05,
+    "energy": "free energy (force consistent, ASE force_consistent=True)",
+    "scf_convergence": {"energy": 1e-6, "density": 1e-5, "eigenstates": 4e-8},
+    "setups": "paw (gpaw-data package)",
+    "symmetry": "default (ASE/GPAW point group and time reversal)",
+}
+
+SI_LATTICE = 5.468  # Å, PBE lattice constant of diamond Si (about 5.47 Å with GPAW PW)
+SI_MASS_AMU = 28.0855
+EINSTEIN_TEMPERATURE_K = 500.0  # Θ_E of Si (Debye 645 K); harmonic rattling amplitudes
+LIQUID_DENSITY_G_CM3 = 2.57  # liquid Si at the melting point
+LIQUID_MIN_DISTANCE = 2.15  # Å, closest approach in the random packings
+
+GROUP_DESCRIPTIONS = {
+    "eos": "2-atom primitive diamond cell, unrattled, volumes V/V0 = 0.80 ... 1.20 "
+    "(energy-volume curve)",
+    "strain_iso": "8-atom cubic diamond cell, isotropic strain uniform in [-6 %, +6 %], "
+    "rattled with 300 K harmonic amplitudes",
+    "strain_shear": "8-atom cubic diamond cell, symmetric strain tensor with shear and normal "
+    "components uniform in [-6 %, +6 %], rattled with 300 K harmonic amplitudes",
+    "rattle8": "8-atom cubic diamond cell rattled at T = 300, 600, 900, 1200, 1500 K: Gaussian "
+    "displacements with sigma^2 = kB T / (m omega_E^2) per component (classical Einstein model, "
+    "Theta_E = 500 K), cell strained by Gaussian noise of 1 % (no MD)",
+    "rattle16": "16-atom (2x2x2 primitive) diamond cell, rattled like rattle8",
+    "vacancy": "diamond 8- or 16-atom cell with one atom removed (7 or 15 atoms), rattled at "
+    "0-1200 K harmonic amplitudes",
+    "interstitial": "diamond 8- or 16-atom cell plus one atom at a tetrahedral or hexagonal "
+    "site (9 or 17 atoms), rattled at 0-1200 K harmonic amplitudes",
+    "liquid": "16 atoms placed at random in a cubic cell at liquid density (2.57 g/cm^3, some "
+    "at 2.40 and 2.70) with a minimum distance of 2.15 A, then rattled with 2000-3000 K "
+    "harmonic amplitudes (liquid-like, no MD)",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Candidate structures
+# --------------------------------------------------------------------------------------------
+
+
+def harmonic_sigma(temperature: float) -> float:
+    """Classical Einstein-model r.m.s. displacement per Cartesian component (Å) at T (K)."""
+    omega = _k * EINSTEIN_TEMPERATURE_K / _hbar  # rad/s
+    spring = SI_MASS_AMU * _amu * omega**2  # J/m²
+    return float(np.sqrt(_k * temperature / spring) * 1e10)
+
+
+def rattle(atoms: Atoms, sigma: float, rng: np.random.Generator) -> None:
+    atoms.positions += rng.normal(0.0, sigma, size=atoms.positions.shape)
+
+
+def strain_cell(atoms: Atoms, strain: np.ndarray) -> None:
+    """Apply the symmetric strain tensor ``strain`` (positions follow the cell)."""
+    deformation = np.eye(3) + strain
+    atoms.set_cell(atoms.cell[:] @ deformation.T, scale_atoms=True)
+
+
+def diamond8() -> Atoms:
+    return bulk("Si", "diamond", a=SI_LATTICE, cubic=True)
+
+
+def diamond16() -> Atoms:
+    return bulk("Si", "diamond", a=SI_LATTICE).repeat((2, 2, 2))
+
+
+def random_packing(n_atoms: int, density: float, rng: np.random.Generator) -> Atoms:
+    """``n_atoms`` Si at random in a cube of density ``density`` (g/cm³), min distance."""
+    volume = n_atoms * SI_MASS_AMU * _amu * 1e3 / density * 1e24  # Å³
+    length = volume ** (1.0 / 3.0)
+    positions: list[np.ndarray] = []
+    for _ in range(200000):
+        trial = rng.uniform(0.0, length, 3)
+        ok = True
+        for existing in positions:
+            delta = trial - existing
+            delta -= length * np.round(delta / length)
+            if np.linalg.norm(delta) < LIQUID_MIN_DISTANCE:
+                ok = False
+                break
+        if ok:
+            positions.append(trial)
+            if len(positions) == n_atoms:
+                break
+    if len(positions) < n_atoms:
+        raise RuntimeError("random packing failed; lower the density or minimum distance")
+    atoms = Atoms(f"Si{n_atoms}", positions=positions, cell=np.eye(3) * length, pbc=True)
+    return atoms
+
+
+def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
+    """Every candidate structure by group, deterministic from ``seed``."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[tuple[Atoms, dict]]] = {}
+    temperatures = [300.0, 600.0, 900.0, 1200.0, 1500.0]
+
+    eos = []
+    # One k-mesh for the whole curve (the density's mesh at V0), so E(V) is smooth.
+    mesh = kptdensity2monkhorstpack(
+        bulk("Si", "diamond", a=SI_LATTICE), SETTINGS["kpts_density_per_inv_angstrom"], even=False
+    )
+    for ratio in np.linspace(0.80, 1.20, 17):
+        atoms = bulk("Si", "diamond", a=SI_LATTICE * ratio ** (1.0 / 3.0))
+        eos.append((atoms, {"volume_ratio": float(ratio), "kpts_fixed": "x".join(map(str, mesh))}))
+    groups["eos"] = eos
+
+    strain_iso = []
+    for strain in np.concatenate([[-0.06, -0.03, 0.03, 0.06], rng.uniform(-0.06, 0.06, 20)]):
+        atoms = diamond8()
+        strain_cell(atoms, np.eye(3) * strain)
+        rattle(atoms, harmonic_sigma(300.0), rng)
+        strain_iso.append((atoms, {"strain": float(strain), "temperature": 300.0}))
+    groups["strain_iso"] = strain_iso
+
+    strain_shear = []
+    for _ in range(48):
+        components = rng.uniform(-0.06, 0.06, 6)
+        strain = np.array(
+            [
+                [components[0], components[5], components[4]],
+                [components[5], components[1], components[3]],
+                [components[4], components[3], components[2]],
+            ]
+        )
+        if len(strain_shear) % 2 == 0:  # half pure shear (no normal components)
+            strain[np.diag_indices(3)] = 0.0
+        atoms = diamond8()
+        strain_cell(atoms, strain)
+        rattle(atoms, harmonic_sigma(300.0), rng)
+        voigt = [strain[0, 0], strain[1, 1], strain[2, 2], strain[1, 2], strain[0, 2], strain[0, 1]]
+        strain_shear.append((atoms, {"strain_voigt": [float(x) for x in voigt]}))
+    groups["strain_shear"] = strain_shear
+
+    for name, builder, per_temperature in (("rattle8", diamond8, 20), ("rattle16", diamond16, 14)):
+        group = []
+        for repeat in range(per_temperature):
+            for temperature in temperatures:
+                atoms = builder()
+                strain = rng.normal(0.0, 0.01, (3, 3))
+                strain_cell(atoms, 0.5 * (strain + strain.T))
+                rattle(atoms, harmonic_sigma(temperature), rng)
+                group.append((atoms, {"temperature": temperature, "repeat": repeat}))
+        groups[name] = group
+
+    defect_temperatures = [0.0, 300.0, 600.0, 900.0, 1200.0]
+    vacancy = []
+    for repeat in range(8):
+        for temperature in defect_temperatures:
+            atoms = diamond16() if repeat % 4 != 3 else diamond8()
+            removed = int(rng.integers(len(atoms)))
+            del atoms[removed]
+            rattle(atoms, max(harmonic_sigma(temperature), 0.02), rng)
+            vacancy.append((atoms, {"temperature": temperature, "cell_atoms": len(atoms) + 1}))
+    groups["vacancy"] = vacancy
+
+    interstitial = []
+    for repeat in range(8):
+        for temperature in defect_temperatures:
+            atoms = diamond16() if repeat % 4 != 3 else diamond8()
+            site = "tetrahedral" if repeat % 2 == 0 else "hexagonal"
+            fraction = 0.5 if site == "tetrahedral" else 0.625
+            # Tetrahedral (a/2)(1,1,1) and hexagonal (5a/8)(1,1,1) sites from the atom at origin.
+            atoms.append(ase.Atom("Si", position=np.full(3, fraction * SI_LATTICE)))
+            atoms.wrap()
+            rattle(atoms, max(harmonic_sigma(temperature), 0.02), rng)
+            interstitial.append((atoms, {"temperature": temperature, "site": site}))
+    groups["interstitial"] = interstitial
+
+    liquid = []
+    for repeat in range(32):
+        density = [LIQUID_DENSITY_G_CM3, 2.40, LIQUID_DENSITY_G_CM3, 2.70][repeat % 4]
+        temperature = [2000.0, 2500.0, 3000.0][repeat % 3]
+        atoms = random_packing(16, density, rng)
+        rattle(atoms, harmonic_sigma(temperature), rng)
+        liquid.append((atoms, {"density_g_cm3": density, "temperature": temperature}))
+    groups["liquid"] = liquid
+    return groups
+
+
+def build_candidates(seed: int) -> list[Atoms]:
+    """All candidates, groups interleaved in proportion to their size; info has index, group."""
+    groups = build_groups(seed)
+    keyed = []
+    for group_order, (name, members) in enumerate(groups.items()):
+        for position, (atoms, extra) in enumerate(members):
+            keyed.append(((position + 0.5) / len(members), group_order, name, atoms, extra))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    candidates = []
+    for index, (_, _, name, atoms, extra) in enumerate(keyed):
+        atoms.wrap()
+        atoms.info = {"index": index, "group": name}
+        for key, value in extra.items():
+            atoms.info[key] = (
+                "_".join(f"{x:.5f}" for x in value) if isinstance(value, list) else value
+            )
+        candidates.append(atoms)
+    return candidates
+
+
+# --------------------------------------------------------------------------------------------
+# DFT
+# --------------------------------------------------------------------------------------------
+
+
+def make_calculator(
+    ecut: float,
+    kpts_density: float,
+    width: float,
+    txt: str | None = None,
+    kpts_size: list[int] | None = None,
+):  # -> gpaw.GPAW
+    """GPAW plane-wave PBE calculator; ``kpts_size`` overrides the k-point density."""
+    from gpaw import GPAW, PW, FermiDirac
+
+    if kpts_size is not None:
+        kpts = {"size": tuple(kpts_size), "gamma": SETTINGS["kpts_gamma"]}
+    else:
+        kpts = {"density": kpts_density, "gamma": SETTINGS["kpts_gamma"]}
+    return GPAW(
+        mode=PW(ecut),
+        xc=SETTINGS["xc"],
+        kpts=kpts,
+        occupations=FermiDirac(width),
+        convergence=SETTINGS["scf_convergence"],
+        txt=txt,
+    )
+
+
+def compute(atoms: Atoms, ecut: float, kpts_density: float, width: float) -> dict:
+    """Free energy (eV), forces (eV/Å), Voigt stress (eV/Å³), wall time (s) of one structure."""
+    work = atoms.copy()
+    fixed = atoms.info.get("kpts_fixed")
+    kpts_size = [int(k) for k in str(fixed).split("x")] if fixed else None
+    work.calc = make_calculator(ecut, kpts_density, width, kpts_size=kpts_size)
+    start = time.perf_counter()
+    energy = work.get_potential_energy(force_consistent=True)
+    forces = work.get_forces()
+    stress = work.get_stress(voigt=True)
+    wall = time.perf_counter() - start
+    kpts = [int(x) for x in work.calc.wfs.kd.N_c]
+    return {
+        "energy": float(energy),
+        "forces": np.asarray(forces),
+        "stress": np.asarray(stress),
+        "wall_s": wall,
+        "kpts": kpts,
+    }
+
+
+def _worker(payload: tuple[int, Atoms]) -> tuple[int, dict]:
+    index, atoms = payload
+    result = compute(
+        atoms,
+        SETTINGS["ecut_eV"],
+        SETTINGS["kpts_density_per_inv_angstrom"],
+        SETTINGS["smearing_width_eV"],
+    )
+    return index, result
+
+
+# --------------------------------------------------------------------------------------------
+# Output file: append, fsync, resume
+# --------------------------------------------------------------------------------------------
+
+
+def frame_text(atoms: Atoms) -> str:
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms, format="extxyz")
+    return buffer.getvalue()
+
+
+def read_done(path: Path) -> list[Atoms]:
+    """Complete frames of an output file; a truncated last frame is cut off the file."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    frames, position, good_chars = [], 0, 0
+    while position < len(lines):
+        try:
+            n_atoms = int(lines[position].strip())
+        except ValueError:
+            break
+        block = lines[position : position + n_atoms + 2]
+        if len(block) < n_atoms + 2 or not block[-1].endswith("\n"):
+            break
+        try:
+            frames.append(ase.io.read(io.StringIO("".join(block)), format="extxyz"))
+        except Exception:  # noqa: BLE001 - a damaged last frame
+            break
+        good_chars += sum(len(line) for line in block)
+        position += n_atoms + 2
+    if position < len(lines):
+        print(f"{path}: cutting a truncated frame after {len(frames)} complete ones", flush=True)
+        text = "".join(lines)[:good_chars]
+        atomic_write_text(path, text)
+    return frames
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(name, path)
+
+
+def append_frame(path: Path, atoms: Atoms) -> None:
+    text = frame_text(atoms)
+    with open(path, "a") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def result_atoms(candidate: Atoms, result: dict) -> Atoms:
+    atoms = candidate.copy()
+    atoms.info = dict(candidate.info)
+    atoms.info["wall_s"] = round(result["wall_s"], 2)
+    atoms.info["kpts"] = "x".join(str(k) for k in result["kpts"])
+    atoms.calc = SinglePointCalculator(
+        atoms,
+        energy=result["energy"],
+        free_energy=result["energy"],
+        forces=result["forces"],
+        stress=result["stress"],
+    )
+    return atoms
+
+
+def generate(args) -> int:
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    candidates = build_candidates(args.seed)
+    done = {int(frame.info["index"]) for frame in read_done(output)}
+    todo = [i for i in range(len(candidates)) if i not in done]
+    if args.limit is not None:
+        todo = [i for i in todo if i < args.limit]
+    print(
+        f"{len(candidates)} candidates, {len(done)} done, {len(todo)} to compute with "
+        f"{args.workers} worker(s) -> {output}",
+        flush=True,
+    )
+    if not todo:
+        return 0
+    payloads = [(i, candidates[i]) for i in todo]
+    start = time.perf_counter()
+    count = 0
+    if args.workers == 1:
+        results = map(_worker, payloads)
+        pool = None
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(args.workers)
+        results = pool.imap_unordered(_worker, payloads, chunksize=1)
+    try:
+        for index, result in results:
+            atoms = result_atoms(candidates[index], result)
+            append_frame(output, atoms)
+            count += 1
+            print(
+                f"[{time.strftime('%H:%M:%S')}] index {index} {atoms.info['group']} "
+                f"{len(atoms)} atoms: E/atom {result['energy'] / len(atoms):.5f} eV, "
+                f"{result['wall_s']:.1f} s ({count}/{len(todo)}, "
+                f"{time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Convergence check
+# --------------------------------------------------------------------------------------------
+
+
+def convergence_structures(seed: int) -> dict[str, Atoms]:
+    rng = np.random.default_rng(seed + 1)
+    crystal = diamond8()
+    strain_cell(crystal, np.array([[0.02, 0.01, 0.0], [0.01, -0.01, 0.0], [0.0, 0.0, 0.01]]))
+    rattle(crystal, harmonic_sigma(900.0), rng)
+    liquid = random_packing(8, LIQUID_DENSITY_G_CM3, rng)
+    rattle(liquid, harmonic_sigma(2500.0), rng)
+    return {"rattled_diamond_8": crystal, "liquid_like_8": liquid}
+
+
+def _converge_job(job: tuple[str, str, float, float, float, Atoms]) -> dict:
+    name, parameter, ecut, kpts_density, width, atoms = job
+    result = compute(atoms, ecut, kpts_density, width)
+    return {
+        "structure": name,
+        "parameter": parameter,
+        "ecut_eV": ecut,
+        "kpts_density": kpts_density,
+        "width_eV": width,
+        "kpts": result["kpts"],
+        "energy_per_atom": result["energy"] / len(atoms),
+        "forces": result["forces"].tolist(),
+        "stress": result["stress"].tolist(),
+        "wall_s": result["wall_s"],
+    }
+
+
+def converge(args) -> int:
+    ecuts = [250.0, 300.0, 350.0, 400.0, 500.0, 600.0]
+    densities = [2.0, 3.0, 3.5, 4.5, 5.3]
+    widths = [0.02, 0.05, 0.1]
+    base_ecut, base_density, base_width = 350.0, 3.0, 0.05
+    structures = convergence_structures(args.seed)
+    jobs = []
+    for name, atoms in structures.items():
+        jobs += [(name, "ecut", e, base_density, base_width, atoms) for e in ecuts]
+        jobs += [(name, "kpts", base_ecut, d, base_width, atoms) for d in densities]
+        jobs += [(name, "width", base_ecut, base_density, w, atoms) for w in widths]
+    # Drop duplicates of the base point, keeping the labels for the report.
+    unique = {}
+    for job in jobs:
+        unique.setdefault((job[0], job[2], job[3], job[4]), job)
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        rows = pool.map(_converge_job, list(unique.values()), chunksize=1)
+    table = {(r["structure"], r["ecut_eV"], r["kpts_density"], r["width_eV"]): r for r in rows}
+
+    def difference(name, key, reference_key):
+        row, ref = table[(name, *key)], table[(name, *reference_key)]
+        return {
+            "ecut_eV": key[0],
+            "kpts_density": key[1],
+            "width_eV": key[2],
+            "kpts": row["kpts"],
+            "dE_meV_per_atom": 1e3 * (row["energy_per_atom"] - ref["energy_per_atom"]),
+            "max_dF_eV_per_A": float(np.abs(np.subtract(row["forces"], ref["forces"])).max()),
+            "max_dstress_GPa": float(
+                np.abs(np.subtract(row["stress"], ref["stress"])).max() / ase.units.GPa
+            ),
+            "wall_s": row["wall_s"],
+        }
+
+    record = {
+        "reference": {
+            "ecut": f"{ecuts[-1]} eV",
+            "kpts_density": densities[-1],
+            "width": widths[0],
+            "note": "differences against the largest cut-off / densest k-mesh at the base "
+            "values of the other settings, and against the smallest width",
+        },
+        "base": {"ecut_eV": base_ecut, "kpts_density": base_density, "width_eV": base_width},
+        "structures": {name: atoms.get_chemical_formula() for name, atoms in structures.items()},
+        "ecut": {},
+        "kpts": {},
+        "width": {},
+    }
+    for name in structures:
+        record["ecut"][name] = [
+            difference(name, (e, base_density, base_width), (ecuts[-1], base_density, base_width))
+            for e in ecuts
+        ]
+        record["kpts"][name] = [
+            difference(name, (base_ecut, d, base_width), (base_ecut, densities[-1], base_width))
+            for d in densities
+        ]
+        record["width"][name] = [
+            difference(name, (base_ecut, base_density, w), (base_ecut, base_density, widths[0]))
+            for w in widths
+        ]
+    record["chosen"] = dict(SETTINGS)
+    output = Path(args.convergence)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, json.dumps(record, indent=1) + "\n")
+    for parameter in ("ecut", "kpts", "width"):
+        for name, rows in record[parameter].items():
+            for row in rows:
+                print(
+                    f"{parameter:5s} {name:18s} ecut {row['ecut_eV']:5.0f} dens "
+                    f"{row['kpts_density']:3.1f} {row['kpts']} width {row['width_eV']:.2f}: "
+                    f"dE {row['dE_meV_per_atom']:8.3f} meV/atom, dF {row['max_dF_eV_per_A']:.4f} "
+                    f"eV/A, dS {row['max_dstress_GPa']:.3f} GPa, {row['wall_s']:.0f} s"
+                )
+    print(f"wrote {output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Finalize: bundled file + provenance
+# --------------------------------------------------------------------------------------------
+
+
+def versions() -> dict:
+    import gpaw
+
+    return {
+        "gpaw": gpaw.__version__,
+        "ase": ase.__version__,
+        "libxc": gpaw.get_libraries().get("libxc", ""),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "gpaw_data": _package_version("gpaw-data"),
+    }
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def finalize(args) -> int:
+    output = Path(args.output)
+    frames = read_done(output)
+    if not frames:
+        print(f"{output}: no computed structures; nothing to bundle", file=sys.stderr)
+        return 2
+    candidates = build_candidates(args.seed)
+    frames.sort(key=lambda atoms: int(atoms.info["index"]))
+    bundle = []
+    wall_by_group: dict[str, float] = {}
+    count_by_group: dict[str, int] = {}
+    for frame in frames:
+        results = frame.calc.results
+        atoms = Atoms(frame.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
+        atoms.info = {"index": int(frame.info["index"]), "group": frame.info["group"]}
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=results["energy"], forces=results["forces"], stress=results["stress"]
+        )
+        bundle.append(atoms)
+        group = frame.info["group"]
+        wall_by_group[group] = wall_by_group.get(group, 0.0) + float(frame.info.get("wall_s", 0))
+        count_by_group[group] = count_by_group.get(group, 0) + 1
+
+    text = "".join(frame_text(atoms) for atoms in bundle).encode()
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+        gz.write(text)
+    data = raw.getvalue()
+    target_dir = Path(args.bundle_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    gz_path = target_dir / "si_gpaw.extxyz.gz"
+    handle, name = tempfile.mkstemp(dir=target_dir, prefix=".si_gpaw.", suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(name, gz_path)
+
+    convergence = None
+    if Path(args.convergence).exists():
+        convergence = json.loads(Path(args.convergence).read_text())
+    all_groups = {}
+    for atoms in candidates:
+        all_groups[atoms.info["group"]] = all_groups.get(atoms.info["group"], 0) + 1
+    provenance = {
+        "file": gz_path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "n_structures": len(bundle),
+        "n_candidates": len(candidates),
+        "partial": len(bundle) < len(candidates),
+        "seed": args.seed,
+        "element": "Si",
+        "units": {"energy": "eV", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3 (ASE sign)"},
+        "keys": {
+            "energy": "info 'energy' (free energy)",
+            "forces": "arrays 'forces'",
+            "stress": "info 'stress' (Voigt or 3x3)",
+            "group": "info 'group'",
+            "index": "info 'index' (candidate index)",
+        },
+        "code": versions(),
+        "settings": SETTINGS,
+        "einstein_temperature_K": EINSTEIN_TEMPERATURE_K,
+        "lattice_constant_A": SI_LATTICE,
+        "groups": {
+            group: {
+                "description": GROUP_DESCRIPTIONS[group],
+                "n_structures": count_by_group.get(group, 0),
+                "n_candidates": all_groups[group],
+                "wall_s": round(wall_by_group.get(group, 0.0), 1),
+            }
+            for group in GROUP_DESCRIPTIONS
+        },
+        "wall_s_total": round(sum(wall_by_group.values()), 1),
+        "wall_time_note": "sum of per-structure wall times of single-core GPAW runs "
+        "(two workers in parallel, niced, on a shared 2-core machine)",
+        "generator": "scripts/make_si_dataset.py",
+        "convergence": convergence,
+    }
+    atomic_write_text(target_dir / "si_gpaw.json", json.dumps(provenance, indent=1) + "\n")
+    print(
+        f"wrote {gz_path} ({len(data) / 1e6:.2f} MB, {len(bundle)}/{len(candidates)} structures"
+        f"{', partial' if provenance['partial'] else ''}) and {target_dir / 'si_gpaw.json'}"
+    )
+    return 0
+
+
+def list_candidates(args) -> int:
+    candidates = build_candidates(args.seed)
+    counts: dict[str, int] = {}
+    for atoms in candidates:
+        counts[atoms.info["group"]] = counts.get(atoms.info["group"], 0) + 1
+        if args.verbose:
+            print(atoms.info["index"], atoms.info["group"], atoms.get_chemical_formula())
+    print(f"{len(candidates)} candidates: {counts}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--converge", action="store_true", help="run the convergence check")
+    mode.add_argument("--finalize", action="store_true", help="write the bundled file")
+    mode.add_argument("--list", action="store_true", help="list candidate structures")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="working extxyz file")
+    parser.add_argument("--convergence", default=str(DEFAULT_CONVERGENCE), help="JSON record")
+    parser.add_argument("--bundle-dir", default=str(BUNDLED_DIR), help="where --finalize writes")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--workers", type=int, default=2, help="processes, each GPAW serial")
+    parser.add_argument("--limit", type=int, default=None, help="compute only indices < LIMIT")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.converge:
+        return converge(args)
+    if args.finalize:
+        return finalize(args)
+    if args.list:
+        return list_candidates(args)
+    return generate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Data sets: checksum-verified fetching, the generator's bookkeeping, the bundled GPAW Si set."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import socket
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from mlpot.cli.main import main as cli_main
+from mlpot.datasets import (
+    BUNDLED_SI,
+    BUNDLED_SI_PROVENANCE,
+    REGISTRY,
+    Dataset,
+    DatasetFile,
+    default_cache_dir,
+    fetch_dataset,
+)
+from mlpot.errors import MlpotError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _registry(url: str, sha256: str | None) -> dict[str, Dataset]:
+    entry = DatasetFile("toy.xyz", url, sha256)
+    dataset = Dataset("toy", "a toy data set", (entry,), "CC0-1.0", "nobody", "file://")
+    return {"toy": dataset}
+
+
+@pytest.fixture
+def source(tmp_path) -> tuple[Path, str]:
+    path = tmp_path / "source" / "toy.xyz"
+    path.parent.mkdir()
+    payload = b'1\nLattice="3 0 0 0 3 0 0 0 3" energy=-1.5 pbc="T T T"\nSi 0 0 0\n' * 50
+    path.write_bytes(payload)
+    return path, hashlib.sha256(payload).hexdigest()
+
+
+def test_fetch_with_correct_checksum_lands_in_cache(tmp_path, source):
+    path, checksum = source
+    cache = tmp_path / "cache"
+    messages: list[str] = []
+    (fetched,) = fetch_dataset(
+        "toy", cache_dir=cache, registry=_registry(path.as_uri(), checksum), log=messages.append
+    )
+    assert fetched == cache / "toy" / "toy.xyz"
+    assert fetched.read_bytes() == path.read_bytes()
+    assert sorted(p.name for p in (cache / "toy").iterdir()) == ["toy.xyz"]
+    assert "sha256 verified" in messages[-1]
+    # A second fetch uses the cache: the changed source is not downloaded again.
+    path.write_bytes(b"changed")
+    (again,) = fetch_dataset("toy", cache_dir=cache, registry=_registry(path.as_uri(), checksum))
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == checksum
+
+
+def test_fetch_with_wrong_checksum_leaves_nothing(tmp_path, source):
+    path, checksum = source
+    wrong = "0" * 64
+    cache = tmp_path / "cache"
+    with pytest.raises(MlpotError, match=f"got sha256 {checksum}, expected {wrong}"):
+        fetch_dataset("toy", cache_dir=cache, registry=_registry(path.as_uri(), wrong))
+    leftovers = [p for p in cache.rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_fetch_without_recorded_checksum_warns_with_computed_one(tmp_path, source):
+    path, checksum = source
+    messages: list[str] = []
+    (fetched,) = fetch_dataset(
+        "toy",
+        cache_dir=tmp_path / "c",
+        registry=_registry(path.as_uri(), None),
+        log=messages.append,
+    )
+    assert fetched.is_file()
+    warning = [m for m in messages if "no recorded checksum; computed" in m]
+    assert len(warning) == 1 and checksum in warning[0]
+
+
+def test_fetch_unreachable_gives_offline_message(tmp_path):
+    missing = (tmp_path / "nowhere" / "toy.xyz").as_uri()
+    cache = tmp_path / "cache"
+    with pytest.raises(MlpotError, match="offline\\? download .* by hand and put it at"):
+        fetch_dataset("toy", cache_dir=cache, registry=_registry(missing, None))
+    # A closed port on the loopback interface: connection refused, same message with the host.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/toy.xyz"
+    with pytest.raises(MlpotError) as error:
+        fetch_dataset("toy", cache_dir=cache, registry=_registry(url, None), timeout=5)
+    message = str(error.value)
+    assert message.startswith(f"cannot reach 127.0.0.1:{port}")
+    assert f"download {url} by hand and put it at {cache / 'toy' / 'toy.xyz'}" in message
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_unknown_dataset_and_cache_folder(monkeypatch, tmp_path):
+    with pytest.raises(MlpotError, match="unknown data set 'nope'; known data sets: .*mlearn-Si"):
+        fetch_dataset("nope", cache_dir=tmp_path)
+    monkeypatch.delenv("MLPOT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "mlpot"
+    monkeypatch.setenv("MLPOT_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+
+
+def test_registry_entries_are_complete():
+    expected = {f"mlearn-{el}" for el in ("Si", "Ge", "Mo", "Li", "Cu", "Ni")} | {"rmd17"}
+    assert expected <= set(REGISTRY)
+    assert any(name.startswith("n2p2-") for name in REGISTRY)
+    for dataset in REGISTRY.values():
+        assert dataset.license and dataset.citation and dataset.files
+        for entry in dataset.files:
+            assert entry.url.startswith("https://")
+            assert entry.sha256 is None or (len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0)
+    si = REGISTRY["mlearn-Si"]
+    assert [f.url.rsplit("/", 2)[-2:] for f in si.files] == [
+        ["Si", "training.json"],
+        ["Si", "test.json"],
+    ]
+    assert si.license == "BSD-3-Clause" and "124, 731" in si.citation
+
+
+def test_cli_list_and_fetch_errors(capsys, tmp_path):
+    assert cli_main(["datasets", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "mlearn-Ni" in out and "rmd17" in out and "si-gpaw" in out
+    assert cli_main(["datasets", "fetch", "nope", "--cache", str(tmp_path)]) == 2
+    assert "unknown data set 'nope'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator script (no DFT: candidate building, resume bookkeeping, finalize)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generator():
+    spec = importlib.util.spec_from_file_location(
+        "make_si_dataset", REPO / "scripts" / "make_si_dataset.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_si_dataset"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_candidates_deterministic_balanced_and_physical(generator):
+    first = generator.build_candidates(7)
+    second = generator.build_candidates(7)
+    other = generator.build_candidates(8)
+    assert 300 <= len(first) <= 500
+    for a, b in zip(first, second, strict=True):
+        assert a.info == b.info
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.cell[:], b.cell[:])
+    assert not np.allclose(first[0].positions, other[0].positions)
+    assert [a.info["index"] for a in first] == list(range(len(first)))
+    # Every prefix of 40 holds every group (interleaved in proportion to group size).
+    groups = set(generator.GROUP_DESCRIPTIONS)
+    assert {a.info["group"] for a in first[:40]} == groups
+    counts = {g: sum(a.info["group"] == g for a in first) for g in groups}
+    for g in groups:
+        in_prefix = sum(a.info["group"] == g for a in first[:100])
+        assert abs(in_prefix - 100 * counts[g] / len(first)) <= 1.5
+    # Physical sanity: no two atoms closer than 1.7 Å (Si dimer bond 2.25 Å), defects right.
+    for atoms in first:
+        if len(atoms) > 1:
+            d = atoms.get_all_distances(mic=True)
+            assert d[np.triu_indices(len(atoms), 1)].min() > 1.7, atoms.info
+    sizes = {g: {len(a) for a in first if a.info["group"] == g} for g in groups}
+    assert sizes["vacancy"] == {7, 15} and sizes["interstitial"] == {9, 17}
+    assert sizes["eos"] == {2}
+    # Harmonic amplitude: σ² = kB T / (m ω_E²), ω_E = kB Θ_E / ħ; 300 K, Θ_E = 500 K, m = 28.0855 u
+    kb, hbar, amu = 1.380649e-23, 1.054571817e-34, 1.66053906660e-27
+    omega = kb * 500.0 / hbar
+    expected = np.sqrt(kb * 300.0 / (28.0855 * amu * omega**2)) * 1e10
+    assert generator.harmonic_sigma(300.0) == pytest.approx(expected, rel=1e-6)
+
+
+def _fake_result(atoms, rng):
+    return {
+        "energy": -5.4 * len(atoms) + rng.normal(),
+        "forces": rng.normal(size=(len(atoms), 3)),
+        "stress": rng.normal(size=6) * 1e-3,
+        "wall_s": 1.5,
+        "kpts": [4, 4, 4],
+    }
+
+
+def test_resume_and_finalize_partial(generator, tmp_path):
+    rng = np.random.default_rng(0)
+    candidates = generator.build_candidates(generator.DEFAULT_SEED)
+    output = tmp_path / "work" / "si.partial.extxyz"
+    output.parent.mkdir()
+    written = []
+    for index in (0, 3, 1):
+        atoms = generator.result_atoms(candidates[index], _fake_result(candidates[index], rng))
+        generator.append_frame(output, atoms)
+        written.append(atoms)
+    # A crash in the middle of a frame: the next read cuts it off and keeps the three others.
+    text = generator.frame_text(written[0])
+    with open(output, "a") as handle:
+        handle.write(text[: len(text) // 2])
+    done = generator.read_done(output)
+    assert sorted(int(a.info["index"]) for a in done) == [0, 1, 3]
+    assert output.read_text().count("Lattice=") == 3
+    for atoms, reread in zip(written, done, strict=True):
+        np.testing.assert_allclose(reread.get_forces(), atoms.get_forces(), atol=1e-7)
+        assert reread.get_potential_energy() == pytest.approx(atoms.get_potential_energy())
+
+    bundle = tmp_path / "bundle"
+    assert (
+        generator.main(
+            [
+                "--finalize",
+                "--output",
+                str(output),
+                "--bundle-dir",
+                str(bundle),
+                "--convergence",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 0
+    )
+    data = (bundle / "si_gpaw.extxyz.gz").read_bytes()
+    record = json.loads((bundle / "si_gpaw.json").read_text())
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["partial"] is True and record["n_structures"] == 3
+    assert record["n_candidates"] == len(candidates)
+    assert sum(g["n_structures"] for g in record["groups"].values()) == 3
+    assert record["wall_s_total"] == pytest.approx(3 * 1.5)
+    frames = ase.io.read(io.StringIO(gzip.decompress(data).decode()), ":", format="extxyz")
+    assert [int(a.info["index"]) for a in frames] == [0, 1, 3]
+    by_index = {int(a.info["index"]): a for a in written}
+    for frame in frames:
+        original = by_index[int(frame.info["index"])]
+        assert frame.info["group"] == original.info["group"]
+        np.testing.assert_allclose(frame.get_stress(), original.get_stress(), atol=1e-10)
+        np.testing.assert_allclose(frame.positions, original.positions, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundled data set (skips only while the file does not exist)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    if not BUNDLED_SI.is_file():
+        pytest.skip(f"{BUNDLED_SI.name} not generated yet (scripts/make_si_dataset.py)")
+    record = json.loads(BUNDLED_SI_PROVENANCE.read_text())
+    text = gzip.decompress(BUNDLED_SI.read_bytes()).decode()
+    frames = ase.io.read(io.StringIO(text), ":", format="extxyz")
+    return record, frames
+
+
+def test_bundled_file_matches_provenance(bundled):
+    record, frames = bundled
+    assert hashlib.sha256(BUNDLED_SI.read_bytes()).hexdigest() == record["sha256"]
+    assert len(frames) == record["n_structures"]
+    counts = {}
+    for atoms in frames:
+        assert isinstance(atoms.calc, SinglePointCalculator)
+        results = atoms.calc.results
+        assert np.isfinite(results["energy"])
+        assert results["forces"].shape == (len(atoms), 3)
+        assert np.asarray(results["stress"]).size in (6, 9)
+        assert set(atoms.get_chemical_symbols()) == {"Si"}
+        # Translation invariance: the net force on a periodic cell vanishes (PAW: to ~0.05 eV/Å).
+        assert np.abs(results["forces"].sum(axis=0)).max() < 0.05 * len(atoms) ** 0.5
+        counts[atoms.info["group"]] = counts.get(atoms.info["group"], 0) + 1
+    assert counts == {
+        g: v["n_structures"] for g, v in record["groups"].items() if v["n_structures"]
+    }
+
+
+def test_bundled_physics(bundled):
+    record, frames = bundled
+    energies = np.array([a.get_potential_energy() / len(a) for a in frames])
+    # Bulk Si PBE cohesive scale: energies per atom within a few eV of each other.
+    assert energies.max() - energies.min() < 3.0
+    eos = [a for a in frames if a.info["group"] == "eos"]
+    if len(eos) >= 5:
+        volume = np.array([a.get_volume() / len(a) for a in eos])
+        energy = np.array([a.get_potential_energy() / len(a) for a in eos])
+        # Perfect diamond: forces vanish by symmetry; minimum near the PBE volume 20.4 Å³/atom.
+        for atoms in eos:
+            assert np.abs(atoms.get_forces()).max() < 1e-3
+        assert 19.5 < volume[np.argmin(energy)] < 21.5
+        # Pressure -dE/dV from the E(V) points agrees with the DFT stress (-trace/3).
+        order = np.argsort(volume)
+        dE_dV = np.gradient(energy[order], volume[order])
+        pressure = np.array([-np.trace(eos[i].get_stress(voigt=False)) / 3 for i in order])
+        inner = slice(1, -1)
+        np.testing.assert_allclose(-dE_dV[inner], pressure[inner], atol=5e-3)
