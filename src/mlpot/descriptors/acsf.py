@@ -40,8 +40,8 @@ from mlpot.errors import DataError, ParameterError
 RADIAL_KINDS = ("G1", "G2", "G3")
 ANGULAR_KINDS = ("G4", "G5")
 
-#: Upper bound on triplets processed at once (memory of one chunk ~ this × features × 8 bytes).
-MAX_TRIPLETS_PER_CHUNK = 1 << 20
+#: Upper bound on the dense (centre, j, k) × feature-block entries of one chunk (× 8 bytes).
+MAX_TRIPLETS_PER_CHUNK = 1 << 24
 
 
 def _symbol(z: int) -> str:
@@ -297,6 +297,10 @@ class ACSF(torch.nn.Module):
         parts = plan.angular_parts
         narrow = parts[: plan.n_narrow]
         zl = plan.zeta_lambda
+        species_pairs = sorted(
+            ((lo, hi) for hi in range(n_species) for lo in range(hi + 1)),
+            key=lambda p: _pair_index(*p),
+        )
         tables = {
             "species_lookup": species_lookup.to(device),
             "element_lookup": element_lookup.to(device),
@@ -310,13 +314,17 @@ class ACSF(torch.nn.Module):
             "part_eta": t([p[1] for p in parts]),
             "part_rs": t([p[2] for p in parts]),
             "part_fc": t([p[3] for p in parts], torch.long),
-            "narrow_eta": t([p[1] for p in narrow]),
-            "narrow_rs": t([p[2] for p in narrow]),
-            "narrow_fc": [p[3] for p in narrow],
             "zl_norm": t([2.0 ** (1.0 - z) for z, _ in zl]),
             "lambdas": sorted({lam for _, lam in zl}),
             "zl": zl,
             "cutoff_keys": plan.cutoff_keys,
+            "part_fc_list": [p[3] for p in parts],
+            "pair_lo": torch.tensor([lo for lo, hi in species_pairs], dtype=torch.long),
+            "pair_hi": torch.tensor([hi for lo, hi in species_pairs], dtype=torch.long),
+            "pair_factor": t([0.5 if lo == hi else 1.0 for lo, hi in species_pairs]),
+            "narrow_params": [(p[1], p[2], p[3]) for p in narrow],
+            # (1 + lambda cos) may round to -1e-16: clamp only matters for non-integer zeta
+            "clamp_base": any(not float(z).is_integer() for z, _ in zl),
         }
         self._constants[key] = tables
         return tables
@@ -396,123 +404,154 @@ class ACSF(torch.nn.Module):
         return torch.gather(source, 1, tab["column_map"][element_of_atom])
 
     def _angular(self, n_atoms, centers, neighbor_species, vectors, r, r2_detached, fc_all, tab):
-        """(N, n_species_pairs × n_angular_shapes) sums over triplets, chunked by centres."""
+        """(N, n_species_pairs × n_angular_shapes) sums over neighbour pairs, chunked by centres.
+
+        Per chunk of centres the neighbours are laid out densely, (centres, M, 3) with M the
+        largest neighbour count in the chunk (padding has f_c = 0). cos θ_ijk comes from the
+        batched Gram matrix of the pair vectors and R_jk² = R_ij² + R_ik² − 2 r_ij·r_ik from the
+        same pair vectors (so periodic images are right). With P_ζλ[j,k] = (1 + λ cos θ)^ζ and
+        W_p,ab[j,k] = E_p(R_jk) h_p(R_ij)[Z_j=a] h_p(R_ik)[Z_k=b] (E = 1 for G5, j ≠ k) the
+        sums over pairs {j,k} are one batched matrix product Σ_jk P W, halved for a = b.
+        """
         plan = self._plan
         dtype, device = vectors.dtype, vectors.device
         n_species = len(plan.species)
         n_pairs_el = n_species * (n_species + 1) // 2
         n_shapes = len(plan.angular_parts) * len(plan.zeta_lambda)
+        out = torch.zeros((n_atoms, n_pairs_el * n_shapes), dtype=dtype, device=device)
 
-        # pairs inside the angular cutoff, grouped by centre
         keep = r2_detached < self._angular_cutoff**2
         idx = torch.nonzero(keep).squeeze(1)
+        if idx.numel() < 2:
+            return out
         c = centers[idx]
-        if c.numel() > 1 and not bool((c[1:] >= c[:-1]).all()):
+        if not bool((c[1:] >= c[:-1]).all()):
             order = torch.argsort(c, stable=True)
             idx = idx[order]
             c = c[order]
-        vec = vectors[idx]
-        rr = r[idx]
-        sp = neighbor_species[idx]
-        # per-pair factor of each angular radial part: exp(-eta (r - rs)^2) fc(r)
-        d = rr[:, None] - tab["part_rs"]
-        h = torch.exp(-tab["part_eta"] * d * d) * fc_all[idx][:, tab["part_fc"]]
-
-        out = torch.zeros((n_atoms * n_pairs_el, n_shapes), dtype=dtype, device=device)
-        if c.numel() < 2:
-            return out.view(n_atoms, n_pairs_el * n_shapes)
-        # neighbours per centre and triplets (unordered pairs of neighbours) per centre
         uniq, counts = torch.unique_consecutive(c, return_counts=True)
-        n_trip = counts * (counts - 1) // 2
-        group_end = torch.cumsum(counts, 0)
-        # chunks of whole centres with at most MAX_TRIPLETS_PER_CHUNK triplets
-        cum_trip = torch.cumsum(n_trip, 0).tolist()
-        boundaries = [0]
-        budget = MAX_TRIPLETS_PER_CHUNK
-        start_trip = 0
-        for g, ct in enumerate(cum_trip):
-            if ct - start_trip > budget and g > boundaries[-1]:
-                boundaries.append(g)
-                start_trip = cum_trip[g - 1]
-        boundaries.append(len(cum_trip))
-        group_end_list = group_end.tolist()
+        # chunks of whole centres with at most MAX_TRIPLETS_PER_CHUNK (centre, j, k) entries
+        counts_list = counts.tolist()
+        group_end = np.cumsum(counts_list).tolist()
+        width = len(plan.zeta_lambda) + 2 * len(plan.angular_parts) * n_pairs_el + 8
+        budget = max(MAX_TRIPLETS_PER_CHUNK // width, 1)
+        if len(counts_list) * max(counts_list) ** 2 // 2 <= budget:
+            boundaries = [0, len(counts_list)]
+        else:
+            boundaries = [0]
+            largest = 0
+            for g, n in enumerate(counts_list):
+                largest_new = max(largest, n)
+                if (g - boundaries[-1] + 1) * largest_new**2 // 2 > budget and g > boundaries[-1]:
+                    boundaries.append(g)
+                    largest_new = n
+                largest = largest_new
+            boundaries.append(len(counts_list))
         use_checkpoint = len(boundaries) > 2 and torch.is_grad_enabled() and vectors.requires_grad
         for g0, g1 in zip(boundaries[:-1], boundaries[1:], strict=True):
-            p0 = group_end_list[g0 - 1] if g0 > 0 else 0
-            p1 = group_end_list[g1 - 1]
-            args = (
-                vec[p0:p1],
-                rr[p0:p1],
-                h[p0:p1],
-                c[p0:p1],
-                sp[p0:p1],
-                counts[g0:g1],
-            )
+            p0 = group_end[g0 - 1] if g0 > 0 else 0
+            p1 = group_end[g1 - 1]
+            sel = idx[p0:p1]
+            args = (vectors[sel], neighbor_species[sel], counts[g0:g1])
             if use_checkpoint:
                 from torch.utils.checkpoint import checkpoint
 
-                contrib, index = checkpoint(
-                    self._triplet_chunk, *args, tab, n_species, use_reentrant=False
-                )
+                values = checkpoint(self._dense_chunk, *args, tab, use_reentrant=False)
             else:
-                contrib, index = self._triplet_chunk(*args, tab, n_species)
-            out = out.index_add(0, index, contrib)
-        return out.view(n_atoms, n_pairs_el * n_shapes)
+                values = self._dense_chunk(*args, tab)
+            out = out.index_add(0, uniq[g0:g1], values)
+        return out
 
-    @staticmethod
-    def _triplet_chunk(vec, rr, h, c, sp, counts, tab, n_species):
-        """Sums over the triplets of a run of whole centres: (rows, values) for index_add."""
-        n_pair = c.shape[0]
-        device = vec.device
-        group_end = torch.repeat_interleave(torch.cumsum(counts, 0), counts)
-        local = torch.arange(n_pair, device=device)
-        partners = group_end - local - 1  # neighbours after this one at the same centre
-        first = torch.repeat_interleave(local, partners)
-        n_trip = first.shape[0]
-        block_start = torch.cumsum(partners, 0) - partners
-        second = (
-            first
-            + 1
-            + torch.arange(n_trip, device=device)
-            - torch.repeat_interleave(block_start, partners)
-        )
-        vij = vec[first]
-        vik = vec[second]
-        rij = rr[first]
-        rik = rr[second]
-        cos_theta = (vij * vik).sum(dim=1) / (rij * rik)
-        # radial parts
-        radial = h[first] * h[second]  # (T, n_parts)
-        if tab["narrow_eta"].numel():
-            djk = vik - vij
-            rjk = torch.sqrt((djk * djk).sum(dim=1))
-            n_narrow = tab["narrow_eta"].shape[0]
-            d = rjk[:, None] - tab["narrow_rs"]
-            jk = torch.exp(-tab["narrow_eta"] * d * d)
-            fc_cache = {}
-            fcs = []
-            for k in tab["narrow_fc"]:
-                if k not in fc_cache:
-                    name, rc, alpha = tab["cutoff_keys"][k]
-                    fc_cache[k] = cutoff_function(rjk, rc, name, alpha)
-                fcs.append(fc_cache[k])
-            jk = jk * torch.stack(fcs, dim=1)
-            if n_narrow == radial.shape[1]:
-                radial = radial * jk
+    def _dense_chunk(self, vec, species, counts, tab):
+        """Angular sums of a run of whole centres: (centres, n_species_pairs × n_shapes).
+
+        Neighbours of each centre are laid out densely in M slots (M = largest count in the
+        chunk, padding beyond every cutoff so f_c = 0); the pairs {j, k} are the packed upper
+        triangle j < k of the M × M slot matrix (each unordered pair once).
+        """
+        plan = self._plan
+        dtype, device = vec.dtype, vec.device
+        n_centres = counts.shape[0]
+        n_max = int(counts.max())
+        n_species = len(plan.species)
+        n_narrow = plan.n_narrow
+        n_parts = len(plan.angular_parts)
+        group = torch.repeat_interleave(torch.arange(n_centres, device=device), counts)
+        start = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(group.shape[0], device=device) - start[group]
+        dense_vec = torch.zeros((n_centres, n_max, 3), dtype=dtype, device=device)
+        dense_vec = dense_vec.index_put((group, slot), vec)
+        valid = torch.zeros((n_centres, n_max), dtype=torch.bool, device=device)
+        valid[group, slot] = True
+        far = 2.0 * self.cutoff
+        r2 = torch.where(valid, (dense_vec * dense_vec).sum(dim=2), far * far)
+        r = torch.sqrt(r2)
+        tri_j, tri_k = torch.triu_indices(n_max, n_max, offset=1, device=device)
+        flat = tri_j * n_max + tri_k
+        cutoff_keys = tab["cutoff_keys"]
+
+        def fc_of(k, distance, cache):
+            if k not in cache:
+                name, rc, alpha = cutoff_keys[k]
+                cache[k] = cutoff_function(distance, rc, name, alpha)
+            return cache[k]
+
+        fc_cache: dict[int, torch.Tensor] = {}
+        # per-neighbour factor a_p(R) = exp(-eta (R - rs)^2) f_c(R): (C, M, parts)
+        fcs = torch.stack([fc_of(k, r, fc_cache) for k in tab["part_fc_list"]], dim=2)
+        d = r[:, :, None] - tab["part_rs"]
+        a = torch.exp(-tab["part_eta"] * d * d) * fcs
+        unit = dense_vec / r[:, :, None]
+        cos_theta = torch.bmm(unit, unit.transpose(1, 2)).reshape(n_centres, -1)[:, flat]
+        # radial weight of each pair: a_p(R_ij) a_p(R_ik) [× E_p(R_jk) for narrow parts]
+        w = a[:, tri_j] * a[:, tri_k]  # (C, T, parts)
+        if n_narrow:
+            outer = r2[:, :, None] + r2[:, None, :]
+            r2_jk = torch.baddbmm(outer, dense_vec, dense_vec.transpose(1, 2), alpha=-2.0)
+            r2_jk = r2_jk.reshape(n_centres, -1)[:, flat]
+            r_jk = torch.sqrt(r2_jk)
+            fc_jk_cache: dict[int, torch.Tensor] = {}
+            e_cols = []
+            for eta, rs, k in tab["narrow_params"]:
+                fc_jk = fc_of(k, r_jk, fc_jk_cache)
+                if eta == 0.0:
+                    e_cols.append(fc_jk)
+                elif rs == 0.0:
+                    e_cols.append(torch.exp(-eta * r2_jk) * fc_jk)
+                else:
+                    e_cols.append(torch.exp(-eta * (r_jk - rs) ** 2) * fc_jk)
+            e = torch.stack(e_cols, dim=2)
+            if n_narrow == n_parts:
+                w = w * e
             else:
-                radial = torch.cat([radial[:, :n_narrow] * jk, radial[:, n_narrow:]], dim=1)
-        # angular parts (1 + lambda cos)^zeta 2^(1-zeta), integer zeta by repeated squaring
+                w = torch.cat([w[:, :, :n_narrow] * e, w[:, :, n_narrow:]], dim=2)
+        if n_species > 1:
+            onehot = torch.nn.functional.one_hot(species, n_species).to(dtype)
+            dense_onehot = torch.zeros((n_centres, n_max, n_species), dtype=dtype, device=device)
+            dense_onehot[group, slot] = onehot
+            lo, hi = tab["pair_lo"], tab["pair_hi"]
+            oj, ok = dense_onehot[:, tri_j], dense_onehot[:, tri_k]  # (C, T, species)
+            # unordered pair {j, k} with species {lo, hi}: both orders, halved when lo == hi
+            species_weight = (oj[..., lo] * ok[..., hi] + oj[..., hi] * ok[..., lo]) * tab[
+                "pair_factor"
+            ]
+            w = w[..., None] * species_weight[:, :, None, :]  # (C, T, parts, pairs)
+        n_cols = n_parts * len(tab["pair_factor"])
+        w = w.reshape(n_centres, -1, n_cols)
+        # sums over pairs of (1 + lambda cos)^zeta W: one batched product per (zeta, lambda)
+        rows = []
         powers = {}
         for lam in tab["lambdas"]:
-            base = (1.0 + lam * cos_theta).clamp_min(0.0)
+            base = 1.0 + cos_theta if lam > 0 else 1.0 - cos_theta
+            if tab["clamp_base"]:
+                base = base.clamp_min(0.0)
             powers[lam] = _powers(base, [z for z, la in tab["zl"] if la == lam])
-        angular = torch.stack([powers[lam][zeta] for zeta, lam in tab["zl"]], dim=1)
-        angular = angular * tab["zl_norm"]
-        values = (radial[:, :, None] * angular[:, None, :]).reshape(n_trip, -1)
-        pair_el = tab["pair_table"][sp[first], sp[second]]
-        n_pairs_el = n_species * (n_species + 1) // 2
-        rows = c[first] * n_pairs_el + pair_el
-        return values, rows
+        for zeta, lam in tab["zl"]:
+            rows.append(torch.bmm(powers[lam][zeta][:, None, :], w))
+        g = torch.cat(rows, dim=1)  # (C, n_zl, parts * pairs)
+        g = g.view(n_centres, len(tab["zl"]), n_parts, -1) * tab["zl_norm"][None, :, None, None]
+        # source layout: pair, part, zl
+        return g.permute(0, 3, 2, 1).reshape(n_centres, -1)
 
     # ------------------------------------------------------------------------------------
     def compute(
