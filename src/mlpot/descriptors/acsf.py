@@ -486,8 +486,7 @@ class ACSF(torch.nn.Module):
         far = 2.0 * self.cutoff
         r2 = torch.where(valid, (dense_vec * dense_vec).sum(dim=2), far * far)
         r = torch.sqrt(r2)
-        tri_j, tri_k = torch.triu_indices(n_max, n_max, offset=1, device=device)
-        flat = tri_j * n_max + tri_k
+        tri_j, tri_k, flat = _triangle(n_max, device)
         cutoff_keys = tab["cutoff_keys"]
 
         def fc_of(k, distance, cache):
@@ -506,9 +505,11 @@ class ACSF(torch.nn.Module):
         # radial weight of each pair: a_p(R_ij) a_p(R_ik) [× E_p(R_jk) for narrow parts]
         w = a[:, tri_j] * a[:, tri_k]  # (C, T, parts)
         if n_narrow:
-            outer = r2[:, :, None] + r2[:, None, :]
-            r2_jk = torch.baddbmm(outer, dense_vec, dense_vec.transpose(1, 2), alpha=-2.0)
-            r2_jk = r2_jk.reshape(n_centres, -1)[:, flat]
+            # R_jk² = |r_ik − r_ij|² = [R_ij², 1, −2 r_ij] · [1, R_ik², r_ik], one product
+            ones = torch.ones_like(r2)[:, :, None]
+            left = torch.cat([r2[:, :, None], ones, -2.0 * dense_vec], dim=2)
+            right = torch.cat([ones, r2[:, :, None], dense_vec], dim=2)
+            r2_jk = torch.bmm(left, right.transpose(1, 2)).reshape(n_centres, -1)[:, flat]
             r_jk = torch.sqrt(r2_jk)
             fc_jk_cache: dict[int, torch.Tensor] = {}
             e_cols = []
@@ -663,6 +664,18 @@ def _pair_index(a: int, b: int) -> int:
     """DScribe's index of the unordered species pair {a, b}: hi (hi + 1) / 2 + lo."""
     hi, lo = max(a, b), min(a, b)
     return hi * (hi + 1) // 2 + lo
+
+
+_TRIANGLES: dict = {}
+
+
+def _triangle(n: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(j, k, j·n + k) of the strict upper triangle of an n × n matrix (cached)."""
+    key = (n, str(device))
+    if key not in _TRIANGLES:
+        j, k = torch.triu_indices(n, n, offset=1, device=device)
+        _TRIANGLES[key] = (j, k, j * n + k)
+    return _TRIANGLES[key]
 
 
 def _powers(base: torch.Tensor, zetas: Sequence[float]) -> dict[float, torch.Tensor]:
