@@ -14,7 +14,7 @@ import sys
 from mlpot._version import __version__
 from mlpot.errors import MlpotError
 
-SUBCOMMANDS = ["info", "export", "datasets"]
+SUBCOMMANDS = ["info", "md", "relax", "export", "train", "evaluate", "datasets"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -259,6 +259,7 @@ class TrainingResult:
     finished: bool
     wall_time_s: float
     stopped_because: str
+    elapsed_before_s: float = 0.0  # training time of earlier (interrupted) calls
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -560,6 +561,7 @@ class Trainer:
             finished=state["finished"],
             wall_time_s=state["elapsed_s"],
             stopped_because=state["stopped_because"],
+            elapsed_before_s=elapsed_before,
         )
 
     def _write_checkpoint(self, path, state, optimizer, plateau, generator) -> None:
