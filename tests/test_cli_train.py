@@ -46,6 +46,7 @@ def si_files(shared_data, tmp_path_factory):
         for atoms in part:
             a = atoms.copy()
             a.info = {"energy": atoms.info[REF_ENERGY]}
+            del a.arrays[REF_FORCES]
             a.arrays["forces"] = atoms.arrays[REF_FORCES]
             frames.append(a)
         ase.io.write(folder / f"{name}.extxyz", frames, format="extxyz")
@@ -145,7 +146,8 @@ def test_missing_forces_and_unknown_element_give_clear_errors(si_files, tmp_path
     for a in frames:
         a.calc = None
         a.info["energy"] = -5.0 * len(a)
-        a.arrays.pop("forces", None)
+        for key in ("forces", REF_FORCES):
+            a.arrays.pop(key, None)
     ase.io.write(tmp_path / "noforces.extxyz", frames, format="extxyz")
     code = main(
         ["train", "--train", str(tmp_path / "noforces.extxyz"), "--out", str(tmp_path / "x")]
@@ -218,6 +220,7 @@ def test_sample_nnp_path_learns_and_runs_on_the_fly(shared_data, tmp_path):
     )
     features = torch.as_tensor(acsf.create(atoms), dtype=torch.float64)
     net = model.networks["Si"]
-    direct = float(net(features, model.scaling, model.scaling_range).sum())
+    with torch.no_grad():
+        direct = float(net(features, model.scaling, model.scaling_range).sum())
     on_the_fly = float(model.compute(atoms, forces=False)["energy"][0])
     assert on_the_fly == pytest.approx(direct, abs=1e-8 * len(atoms))
