@@ -482,7 +482,7 @@ def _converge_job(job: tuple[str, str, float, float, float, Atoms]) -> dict:
 
 def converge(args) -> int:
     ecuts = [250.0, 300.0, 350.0, 400.0, 500.0, 600.0]
-    densities = [2.0, 3.0, 3.5, 4.5, 5.3]
+    densities = [2.0, 3.0, 3.5, 4.5]
     widths = [0.02, 0.05, 0.1]
     base_ecut, base_density, base_width = 350.0, 3.0, 0.05
     structures = convergence_structures(args.seed)
@@ -498,7 +498,15 @@ def converge(args) -> int:
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        rows = pool.map(_converge_job, list(unique.values()), chunksize=1)
+        rows = []
+        for row in pool.imap_unordered(_converge_job, list(unique.values()), chunksize=1):
+            rows.append(row)
+            print(
+                f"{row['structure']} ecut {row['ecut_eV']} density {row['kpts_density']} "
+                f"{row['kpts']} width {row['width_eV']}: E/atom {row['energy_per_atom']:.6f} eV "
+                f"({row['wall_s']:.0f} s, {len(rows)}/{len(unique)})",
+                flush=True,
+            )
     table = {(r["structure"], r["ecut_eV"], r["kpts_density"], r["width_eV"]): r for r in rows}
 
     def difference(name, key, reference_key):
@@ -594,7 +602,10 @@ def finalize(args) -> int:
         print(f"{output}: no computed structures; nothing to bundle", file=sys.stderr)
         return 2
     candidates = build_candidates(args.seed)
-    frames.sort(key=lambda atoms: int(atoms.info["index"]))
+    unique: dict[int, Atoms] = {}
+    for frame in frames:  # a structure computed twice (e.g. two runs at once): keep the first
+        unique.setdefault(int(frame.info["index"]), frame)
+    frames = [unique[index] for index in sorted(unique)]
     bundle = []
     wall_by_group: dict[str, float] = {}
     count_by_group: dict[str, int] = {}

@@ -111,7 +111,7 @@ def _build_registry() -> dict[str, Dataset]:
             notes="Energies in kcal/mol and forces in kcal/mol/Å: convert to eV on reading.",
             elements=("H", "C", "N", "O"),
         ),
-        _n2p2("LJ", "Lennard-Jones test system", ("H",)),
+        _n2p2("LJ", "Lennard-Jones test system (element Ne)", ("Ne",)),
         _n2p2("H2O_RPBE-D3_4G", "water, 4G-HDNNP example with charges", ("H", "O")),
         _n2p2("Carbon_chain_4G", "charged carbon chains, 4G-HDNNP example", ("C", "H")),
         _n2p2(
