@@ -404,11 +404,28 @@ def result_atoms(candidate: Atoms, result: dict) -> Atoms:
     return atoms
 
 
+def check_against_candidates(frames: list[Atoms], candidates: list[Atoms], path: Path) -> None:
+    """Stop if computed frames do not match the candidates of this seed and code version."""
+    for frame in frames:
+        index = int(frame.info["index"])
+        ok = index < len(candidates) and len(frame) == len(candidates[index])
+        ok = ok and np.allclose(frame.positions, candidates[index].positions, atol=1e-5)
+        ok = ok and np.allclose(frame.cell[:], candidates[index].cell[:], atol=1e-5)
+        if not ok:
+            raise SystemExit(
+                f"{path}: structure with index {index} differs from candidate {index} of this "
+                "seed: the candidate list changed (other seed or generator code); use the "
+                "seed and script version that started this file, or a new --output"
+            )
+
+
 def generate(args) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     candidates = build_candidates(args.seed)
-    done = {int(frame.info["index"]) for frame in read_done(output)}
+    frames = read_done(output)
+    check_against_candidates(frames, candidates, output)
+    done = {int(frame.info["index"]) for frame in frames}
     todo = [i for i in range(len(candidates)) if i not in done]
     if args.limit is not None:
         todo = [i for i in todo if i < args.limit]
@@ -602,6 +619,7 @@ def finalize(args) -> int:
         print(f"{output}: no computed structures; nothing to bundle", file=sys.stderr)
         return 2
     candidates = build_candidates(args.seed)
+    check_against_candidates(frames, candidates, output)
     unique: dict[int, Atoms] = {}
     for frame in frames:  # a structure computed twice (e.g. two runs at once): keep the first
         unique.setdefault(int(frame.info["index"]), frame)

@@ -220,6 +220,10 @@ def test_resume_and_finalize_partial(generator, tmp_path):
         np.testing.assert_allclose(reread.get_forces(), atoms.get_forces(), atol=1e-7)
         assert reread.get_potential_energy() == pytest.approx(atoms.get_potential_energy())
 
+    # Resuming with another seed (another candidate list) is refused, not mixed in.
+    with pytest.raises(SystemExit, match="index 0 differs from candidate 0"):
+        generator.main(["--output", str(output), "--seed", "1", "--limit", "0"])
+
     bundle = tmp_path / "bundle"
     assert (
         generator.main(
