@@ -229,6 +229,7 @@ def run_mlpot(args, size: int, threads: int, source: Path | None) -> dict:
     if args.activation is not None:
         forwarded += ["--activation", args.activation]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     if source is not None:  # --commit: import mlpot from that commit's exported src/
         env["PYTHONPATH"] = f"{source}:{env.get('PYTHONPATH', '')}".rstrip(":")
     proc = subprocess.run(
@@ -420,6 +421,13 @@ def main(argv=None) -> int:
         help="LAMMPS on 1 rank × OpenMP threads instead of MPI ranks",
     )
     parser.add_argument(
+        "--omp-wait-policy",
+        default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        choices=["PASSIVE", "ACTIVE", "passive", "active"],
+        help="OMP_WAIT_POLICY of the mlpot runs (default PASSIVE: on a busy machine, spinning "
+        "OpenMP threads (ACTIVE, libgomp's default) made 2 threads ~10x slower than 1)",
+    )
+    parser.add_argument(
         "--commit",
         help="measure src/ of this git commit (e.g. HEAD) instead "
         "of the working tree, which may hold others' unfinished edits",
@@ -447,6 +455,7 @@ def main(argv=None) -> int:
         f"commit: {measured}",
         f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.machine()}, "
         f"{machine_load()} (at start)",
+        f"torch threads: OMP_WAIT_POLICY={args.omp_wait_policy}",
         f"cells: diamond Si a = {LATTICE_A} Å, rattled {RATTLE_A} Å (Gaussian, seed 0), periodic",
     ]
     lammps_ok = lammps_available() and not args.no_lammps
