@@ -133,6 +133,7 @@ def test_feature_cache_equals_autograd_through_the_descriptor(si_files):
     model = build_model(config.model, [14], seed=1)
     model.fit_statistics(structures)
     engine = FeatureEngine(model, structures, torch.float64)
+    assert engine.analytic  # the closed-form Jacobian was used (and its features checked)
     out, _ = engine.run([2, 0], forces=True, stress=True, create_graph=False)
     ref = compute_properties(
         model, AtomsBatch.from_atoms([structures[2], structures[0]]), forces=True, stress=True

@@ -81,6 +81,133 @@ def _descriptor_jacobian(features: torch.Tensor, vectors: torch.Tensor) -> torch
     return jac.permute(1, 0, 2).contiguous()
 
 
+def _radial_and_derivative(function, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R(r) of a radial function (or the per-leg radial factor of an angular one) and dR/dr."""
+    from mlpot.descriptors.cutoffs import cutoff_function
+
+    leaf = r.detach().requires_grad_(True)
+    with torch.enable_grad():
+        fc = cutoff_function(leaf, function.r_cut, function.cutoff_type, function.cutoff_alpha)
+        if function.kind == "G1":
+            value = fc
+        elif function.kind == "G3":
+            value = torch.cos(function.kappa * leaf) * fc
+        else:  # G2, and the legs of G5: exp(-eta (r - rs)^2) fc(r)
+            d = leaf - function.r_shift
+            value = torch.exp(-function.eta * d * d) * fc
+        (derivative,) = torch.autograd.grad(value.sum(), leaf)
+    return value.detach(), derivative
+
+
+def _triplets(centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair indices (first, second), first < second, of all pairs of pairs sharing a centre."""
+    order = torch.argsort(centers, stable=True)
+    c = centers[order]
+    if c.numel() < 2:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
+    _, counts = torch.unique_consecutive(c, return_counts=True)
+    group_end = torch.repeat_interleave(torch.cumsum(counts, 0), counts)
+    local = torch.arange(c.numel())
+    partners = group_end - local - 1
+    first = torch.repeat_interleave(local, partners)
+    block_start = torch.cumsum(partners, 0) - partners
+    second = (
+        first + 1 + torch.arange(first.numel()) - torch.repeat_interleave(block_start, partners)
+    )
+    return order[first], order[second]
+
+
+def analytic_features_and_jacobian(
+    descriptor, batch: AtomsBatch, nl, vectors: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Features (N, F) and J = ∂G/∂v (P, F, 3) in closed form for G1, G2, G3 and G5 sets.
+
+    Returns None when the descriptor has other kinds (then autograd is used). The caller
+    checks the features against the descriptor's own, so a convention mismatch cannot go
+    unnoticed.
+    """
+    functions = {z: descriptor.functions_for(z) for z in descriptor.elements}
+    kinds = {f.kind for fs in functions.values() for f in fs}
+    if not kinds <= {"G1", "G2", "G3", "G5"}:
+        return None
+    v = vectors.detach()
+    dtype = v.dtype
+    r = torch.linalg.norm(v, dim=1)
+    unit = v / r.clamp_min(1e-12)[:, None]
+    centers, neighbors = nl.centers, nl.neighbors
+    numbers = batch.numbers
+    z_center, z_neighbor = numbers[centers], numbers[neighbors]
+    n_atoms, n_pairs, n_features = numbers.shape[0], v.shape[0], descriptor.max_features
+    features = torch.zeros((n_atoms, n_features), dtype=dtype)
+    jac = torch.zeros((n_pairs, n_features, 3), dtype=dtype)
+    if "G5" in kinds:
+        first, second = _triplets(centers)
+        r1, r2 = r[first], r[second]
+        cos = (v[first] * v[second]).sum(1) / (r1 * r2)
+        dcos_1 = v[second] / (r1 * r2)[:, None] - (cos / (r1 * r1))[:, None] * v[first]
+        dcos_2 = v[first] / (r1 * r2)[:, None] - (cos / (r2 * r2))[:, None] * v[second]
+        t_center = centers[first]
+        z_t, z_1, z_2 = numbers[t_center], z_neighbor[first], z_neighbor[second]
+    cache: dict = {}
+
+    def leg(fn):
+        key = (fn.kind, fn.eta, fn.r_shift, fn.kappa, fn.r_cut, fn.cutoff_type, fn.cutoff_alpha)
+        if key not in cache:
+            cache[key] = _radial_and_derivative(fn, r)
+        return cache[key]
+
+    groups: dict = {}
+    for z, fs in functions.items():
+        for column, fn in enumerate(fs):
+            if fn.kind != "G5":
+                radial, d_radial = leg(fn)
+                m = torch.nonzero(
+                    (z_center == z) & (z_neighbor == fn.neighbors[0]) & (r < fn.r_cut)
+                ).squeeze(1)
+                features[:, column].index_add_(0, centers[m], radial[m])
+                jac[m, column] = d_radial[m, None] * unit[m]
+            else:
+                groups.setdefault((z, *fn.neighbors, fn.r_cut), []).append((column, fn))
+    for (z, a, b, r_cut), members in groups.items():
+        m = torch.nonzero(
+            (z_t == z)
+            & (((z_1 == a) & (z_2 == b)) | ((z_1 == b) & (z_2 == a)))
+            & (r1 < r_cut)
+            & (r2 < r_cut)
+        ).squeeze(1)
+        if m.numel() == 0:
+            continue
+        columns = torch.tensor([c for c, _ in members])
+        p1, p2 = first[m], second[m]
+        radial = torch.stack([leg(fn)[0] for _, fn in members], dim=1)  # (P, K)
+        d_radial = torch.stack([leg(fn)[1] for _, fn in members], dim=1)
+        zeta = torch.tensor([fn.zeta for _, fn in members], dtype=dtype)
+        lam = torch.tensor([fn.lambda_ for _, fn in members], dtype=dtype)
+        norm = 2.0 ** (1.0 - zeta)
+        c = cos[m][:, None]
+        base = (1.0 + lam * c).clamp_min(0.0)  # (T, K)
+        ang = norm * base**zeta
+        d_ang = norm * zeta * lam * base ** (zeta - 1.0)
+        R1, R2 = radial[p1], radial[p2]
+        RR = R1 * R2
+        value = ang * RR
+        block = torch.zeros((n_atoms, len(members)), dtype=dtype)
+        features[:, columns] += block.index_add_(0, t_center[m], value)
+        dc1, dc2 = dcos_1[m], dcos_2[m]
+        g1 = (ang * d_radial[p1] * R2)[:, :, None] * unit[p1][:, None, :] + (RR * d_ang)[
+            :, :, None
+        ] * dc1[:, None, :]
+        g2 = (ang * R1 * d_radial[p2])[:, :, None] * unit[p2][:, None, :] + (RR * d_ang)[
+            :, :, None
+        ] * dc2[:, None, :]
+        block = torch.zeros((n_pairs, len(members), 3), dtype=dtype)
+        block.index_add_(0, p1, g1)
+        block.index_add_(0, p2, g2)
+        jac[:, columns] += block
+    return features, jac
+
+
 class FeatureEngine:
     """Training data of an HDNNP as cached features (and Jacobians when forces are trained)."""
 
@@ -95,6 +222,8 @@ class FeatureEngine:
         self.potential = potential
         self.has_forces = derivatives and all(REF_FORCES in a.arrays for a in structures)
         self.derivatives = derivatives
+        self.analytic: bool | None = None  # closed-form Jacobian used (None: not tried)
+        self.n_checked = 0
         items = []
         descriptor = potential.descriptor
         for start in range(0, len(structures), chunk):
@@ -108,10 +237,28 @@ class FeatureEngine:
                     raise DataError(message) from exc
                 nl = neighbor_list(batch, potential.cutoff)
                 vectors = pair_vectors(batch, nl).detach()
-                with torch.enable_grad():
-                    vectors.requires_grad_(derivatives)
-                    features = descriptor(batch, nl, vectors)
-                    jac = _descriptor_jacobian(features, vectors) if derivatives else None
+                jac = None
+                if derivatives and self.analytic is not False:
+                    closed = analytic_features_and_jacobian(descriptor, batch, nl, vectors)
+                    if closed is not None and self.n_checked >= 3:
+                        features, jac = closed
+                    elif closed is not None:  # check the conventions on the first structures
+                        with torch.no_grad():
+                            features = descriptor(batch, nl, vectors)
+                        scale = features.abs().max().clamp_min(1e-12)
+                        if torch.allclose(closed[0], features, rtol=1e-6, atol=1e-9 * scale):
+                            jac = closed[1]
+                            self.analytic = True
+                            self.n_checked += 1
+                        else:
+                            self.analytic = False
+                    else:
+                        self.analytic = False
+                if jac is None:
+                    with torch.enable_grad():
+                        vectors.requires_grad_(derivatives)
+                        features = descriptor(batch, nl, vectors)
+                        jac = _descriptor_jacobian(features, vectors) if derivatives else None
                 items.append(
                     {
                         "batch": batch,
