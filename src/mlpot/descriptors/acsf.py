@@ -44,6 +44,21 @@ ANGULAR_KINDS = ("G4", "G5")
 MAX_TRIPLETS_PER_CHUNK = 1 << 24
 
 
+def is_tracing(tensor: torch.Tensor | None = None) -> bool:
+    """Whether the code runs under a graph tracer (``make_fx``, ``torch.compile``/export).
+
+    Forward passes then avoid data-dependent Python control flow (``.item()``, ``.tolist()``,
+    ``bool(tensor)``) and skip input checks (call ``check_elements`` before tracing).
+    """
+    if torch.compiler.is_compiling():
+        return True
+    if tensor is not None and isinstance(tensor, torch._subclasses.fake_tensor.FakeTensor):
+        return True
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return get_proxy_mode() is not None
+
+
 def _symbol(z: int) -> str:
     return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"
 
@@ -319,6 +334,9 @@ class ACSF(torch.nn.Module):
             "zl": zl,
             "cutoff_keys": plan.cutoff_keys,
             "part_fc_list": [p[3] for p in parts],
+            "part_fc_unique": sorted({p[3] for p in parts}),
+            "part_params": [(p[1], p[2], p[3]) for p in parts],
+            "species_pairs": species_pairs,
             "pair_lo": torch.tensor([lo for lo, hi in species_pairs], dtype=torch.long),
             "pair_hi": torch.tensor([hi for lo, hi in species_pairs], dtype=torch.long),
             "pair_factor": t([0.5 if lo == hi else 1.0 for lo, hi in species_pairs]),
@@ -348,8 +366,15 @@ class ACSF(torch.nn.Module):
 
         ``nl`` must be built with a cutoff ≥ ``self.cutoff``; ``vectors`` are its (P, 3) pair
         vectors r_j − r_i (Å), strained when stress is wanted. Differentiable in ``vectors``.
+
+        Traceable by ``make_fx(tracing_mode="symbolic")`` and ``torch.compile``: while tracing
+        (see :func:`is_tracing`) the element check is skipped (call :meth:`check_elements`
+        before), pairs beyond the cutoff are kept (their f_c is 0) and the triplets are one
+        chunk; the only data-dependent size is the number of triplets.
         """
-        self.check_elements(batch)
+        tracing = is_tracing(vectors)
+        if not tracing:
+            self.check_elements(batch)
         if nl.cutoff < self.cutoff - 1e-9:
             raise ParameterError(
                 f"neighbour list cutoff {nl.cutoff} Å is below the ACSF cutoff {self.cutoff} Å; "
@@ -362,24 +387,26 @@ class ACSF(torch.nn.Module):
         n_species = len(plan.species)
         species_of_atom = tab["species_lookup"][batch.numbers]
 
-        # keep pairs inside the cutoff (the list may have been built with a larger one)
         centers, neighbors = nl.centers, nl.neighbors
-        with torch.no_grad():
-            r2_detached = (vectors.detach() ** 2).sum(dim=1)
-        keep = r2_detached < self.cutoff**2
-        if not bool(keep.all()):
-            idx = torch.nonzero(keep).squeeze(1)
-            centers, neighbors, vectors = centers[idx], neighbors[idx], vectors[idx]
-            r2_detached = r2_detached[idx]
+        r2_detached = (vectors.detach() ** 2).sum(dim=1)
+        if not tracing:
+            # keep pairs inside the cutoff (the list may have been built with a larger one)
+            keep = r2_detached < self.cutoff**2
+            if not bool(keep.all()):
+                idx = torch.nonzero(keep).squeeze(1)
+                centers, neighbors, vectors = centers[idx], neighbors[idx], vectors[idx]
+                r2_detached = r2_detached[idx]
         neighbor_species = species_of_atom[neighbors]
-        r = torch.sqrt((vectors * vectors).sum(dim=1))
-        fcs = [cutoff_function(r, rc, name, alpha) for (name, rc, alpha) in plan.cutoff_keys]
-        fc_all = torch.stack(fcs, dim=1)  # (P, n_cutoffs)
         pieces = []
 
         # ---- radial functions --------------------------------------------------------
         n_radial = len(plan.radial_shapes)
         if n_radial:
+            r = torch.sqrt((vectors * vectors).sum(dim=1))
+            fc_all = torch.stack(
+                [cutoff_function(r, rc, name, alpha) for (name, rc, alpha) in plan.cutoff_keys],
+                dim=1,
+            )  # (P, n_cutoffs)
             cols = []
             if tab["gauss_eta"].numel():
                 d = r[:, None] - tab["gauss_rs"]
@@ -393,166 +420,207 @@ class ACSF(torch.nn.Module):
 
         # ---- angular functions -------------------------------------------------------
         if plan.angular_parts:
-            pieces.append(
-                self._angular(
-                    n_atoms, centers, neighbor_species, vectors, r, r2_detached, fc_all, tab
+            if tracing:
+                pieces.append(
+                    self._angular_traced(n_atoms, centers, neighbor_species, vectors, r2_detached)
                 )
-            )
+            else:
+                pieces.append(
+                    self._angular(n_atoms, centers, neighbor_species, vectors, r2_detached)
+                )
         pieces.append(torch.zeros((n_atoms, 1), dtype=dtype, device=device))
         source = torch.cat(pieces, dim=1)
         element_of_atom = tab["element_lookup"][batch.numbers]
         return torch.gather(source, 1, tab["column_map"][element_of_atom])
 
-    def _angular(self, n_atoms, centers, neighbor_species, vectors, r, r2_detached, fc_all, tab):
+    def _angular_traced(self, n_atoms, centers, neighbor_species, vectors, r2_detached):
+        """Angular sums in one chunk without data-dependent Python control flow.
+
+        Pairs are ordered by centre, those inside the angular cutoff first; only the first
+        ``n_inside`` pairs of each centre make triplets.
+        """
+        inside = r2_detached < self._angular_cutoff**2
+        order = torch.argsort(centers * 2 + (~inside).long(), stable=True)
+        c = centers[order]
+        zeros = torch.zeros(n_atoms, dtype=torch.long, device=c.device)
+        total = zeros.index_add(0, c, torch.ones_like(c))
+        n_inside = zeros.index_add(0, c, inside.long())
+        start = torch.cumsum(total, 0) - total
+        return self._angular_chunk(
+            vectors[order], neighbor_species[order], n_inside, start, traced=True
+        )
+
+    def _angular(self, n_atoms, centers, neighbor_species, vectors, r2_detached):
         """(N, n_species_pairs × n_angular_shapes) sums over neighbour pairs, chunked by centres.
 
-        Per chunk of centres the neighbours are laid out densely, (centres, M, 3) with M the
-        largest neighbour count in the chunk (padding has f_c = 0). cos θ_ijk comes from the
-        batched Gram matrix of the pair vectors and R_jk² = R_ij² + R_ik² − 2 r_ij·r_ik from the
-        same pair vectors (so periodic images are right). With P_ζλ[j,k] = (1 + λ cos θ)^ζ and
-        W_p,ab[j,k] = E_p(R_jk) h_p(R_ij)[Z_j=a] h_p(R_ik)[Z_k=b] (E = 1 for G5, j ≠ k) the
-        sums over pairs {j,k} are one batched matrix product Σ_jk P W, halved for a = b.
+        Only pairs inside the angular cutoff take part. Chunks hold whole centres and at most
+        about ``MAX_TRIPLETS_PER_CHUNK`` (triplet slot × feature-block) entries; with several
+        chunks and gradients each chunk is checkpointed (recomputed in the backward pass), so
+        memory stays linear in the number of atoms.
         """
         plan = self._plan
         dtype, device = vectors.dtype, vectors.device
         n_species = len(plan.species)
         n_pairs_el = n_species * (n_species + 1) // 2
-        n_shapes = len(plan.angular_parts) * len(plan.zeta_lambda)
-        out = torch.zeros((n_atoms, n_pairs_el * n_shapes), dtype=dtype, device=device)
-
-        keep = r2_detached < self._angular_cutoff**2
-        idx = torch.nonzero(keep).squeeze(1)
+        n_parts = len(plan.angular_parts)
+        n_zl = len(plan.zeta_lambda)
+        width = n_pairs_el * n_parts * n_zl
+        idx = torch.nonzero(r2_detached < self._angular_cutoff**2).squeeze(1)
         if idx.numel() < 2:
-            return out
+            return torch.zeros((n_atoms, width), dtype=dtype, device=device)
         c = centers[idx]
-        if not bool((c[1:] >= c[:-1]).all()):
-            order = torch.argsort(c, stable=True)
-            idx = idx[order]
-            c = c[order]
-        uniq, counts = torch.unique_consecutive(c, return_counts=True)
-        # chunks of whole centres with at most MAX_TRIPLETS_PER_CHUNK (centre, j, k) entries
-        counts_list = counts.tolist()
-        group_end = np.cumsum(counts_list).tolist()
-        width = len(plan.zeta_lambda) + 2 * len(plan.angular_parts) * n_pairs_el + 8
-        budget = max(MAX_TRIPLETS_PER_CHUNK // width, 1)
-        if len(counts_list) * max(counts_list) ** 2 // 2 <= budget:
-            boundaries = [0, len(counts_list)]
-        else:
-            boundaries = [0]
-            largest = 0
-            for g, n in enumerate(counts_list):
-                largest_new = max(largest, n)
-                if (g - boundaries[-1] + 1) * largest_new**2 // 2 > budget and g > boundaries[-1]:
-                    boundaries.append(g)
-                    largest_new = n
+        order = torch.argsort(c, stable=True)
+        idx = idx[order]
+        c = c[order]
+        counts = torch.zeros(n_atoms, dtype=torch.long, device=device).index_add(
+            0, c, torch.ones_like(c)
+        )
+        pair_end = torch.cumsum(counts, 0)
+        # entries per triplet slot: gathered pair rows, weights, powers, products
+        entries = 2 * (4 + n_parts + n_species) + (n_pairs_el + 2) * n_parts + 2 * n_zl + 12
+        budget = max(MAX_TRIPLETS_PER_CHUNK // entries, 1)
+        triplets = (counts * (counts - 1) // 2).tolist()
+        if n_atoms * max(triplets) <= budget:
+            bounds = [0, n_atoms]
+        else:  # greedy: extend a chunk while (centres × largest triangle) fits
+            bounds, largest = [0], 0
+            for a, t in enumerate(triplets):
+                largest_new = max(largest, t)
+                if (a - bounds[-1] + 1) * largest_new > budget and a > bounds[-1]:
+                    bounds.append(a)
+                    largest_new = t
                 largest = largest_new
-            boundaries.append(len(counts_list))
-        use_checkpoint = len(boundaries) > 2 and torch.is_grad_enabled() and vectors.requires_grad
-        for g0, g1 in zip(boundaries[:-1], boundaries[1:], strict=True):
-            p0 = group_end[g0 - 1] if g0 > 0 else 0
-            p1 = group_end[g1 - 1]
+            bounds.append(n_atoms)
+        use_checkpoint = len(bounds) > 2 and torch.is_grad_enabled() and vectors.requires_grad
+        pair_bounds = [0, *pair_end[[b - 1 for b in bounds[1:]]].tolist()]
+        start = pair_end - counts
+        out = []
+        for k in range(len(bounds) - 1):
+            a0, a1 = bounds[k], bounds[k + 1]
+            p0, p1 = pair_bounds[k], pair_bounds[k + 1]
             sel = idx[p0:p1]
-            args = (vectors[sel], neighbor_species[sel], counts[g0:g1])
+            args = (vectors[sel], neighbor_species[sel], counts[a0:a1], start[a0:a1] - p0)
             if use_checkpoint:
                 from torch.utils.checkpoint import checkpoint
 
-                values = checkpoint(self._dense_chunk, *args, tab, use_reentrant=False)
+                out.append(checkpoint(self._angular_chunk, *args, use_reentrant=False))
             else:
-                values = self._dense_chunk(*args, tab)
-            out = out.index_add(0, uniq[g0:g1], values)
-        return out
+                out.append(self._angular_chunk(*args))
+        return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
-    def _dense_chunk(self, vec, species, counts, tab):
+    def _angular_chunk(self, vec, species, counts, start, traced: bool = False):
         """Angular sums of a run of whole centres: (centres, n_species_pairs × n_shapes).
 
-        Neighbours of each centre are laid out densely in M slots (M = largest count in the
-        chunk, padding beyond every cutoff so f_c = 0); the pairs {j, k} are the packed upper
-        triangle j < k of the M × M slot matrix (each unordered pair once).
+        Centre c has its ``counts[c]`` neighbour pairs at ``vec[start[c]:start[c] + counts[c]]``.
+        Its unordered neighbour pairs {j, k} (j < k) fill the first counts(counts−1)/2 slots of
+        a row of T = max counts(counts−1)/2 triplet slots, in column-major triangle order
+        (slot q ↔ k(k−1)/2 + j); padding slots point at two far-away dummy pairs whose radial
+        factor is 0. Per-pair factors (unit vector, a_p(R) = exp(−η (R − R_s)²) f_c(R), species
+        one-hot) are computed once and gathered into (factor, centre, slot) arrays; per triplet
+        come cos θ, the R_jk factors of the narrow parts and (1 + λ cos θ)^ζ (integer ζ by
+        shared repeated squaring). All functions are then one batched product over the slots:
+        (centre, species pair × part, slot) · (centre, slot, ζλ).
         """
         plan = self._plan
         dtype, device = vec.dtype, vec.device
-        n_centres = counts.shape[0]
-        n_max = int(counts.max())
+        tab = self._tables(dtype, device)
         n_species = len(plan.species)
-        n_narrow = plan.n_narrow
+        n_pairs_el = n_species * (n_species + 1) // 2
         n_parts = len(plan.angular_parts)
-        group = torch.repeat_interleave(torch.arange(n_centres, device=device), counts)
-        start = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(group.shape[0], device=device) - start[group]
-        dense_vec = torch.zeros((n_centres, n_max, 3), dtype=dtype, device=device)
-        dense_vec = dense_vec.index_put((group, slot), vec)
-        valid = torch.zeros((n_centres, n_max), dtype=torch.bool, device=device)
-        valid[group, slot] = True
-        far = 2.0 * self.cutoff
-        r2 = torch.where(valid, (dense_vec * dense_vec).sum(dim=2), far * far)
-        r = torch.sqrt(r2)
-        tri_j, tri_k, flat = _triangle(n_max, device)
+        n_narrow = plan.n_narrow
+        n_zl = len(tab["zl"])
         cutoff_keys = tab["cutoff_keys"]
+        n_centres = counts.shape[0]
+        n_pair_rows = vec.shape[0]
 
-        def fc_of(k, distance, cache):
-            if k not in cache:
-                name, rc, alpha = cutoff_keys[k]
-                cache[k] = cutoff_function(distance, rc, name, alpha)
-            return cache[k]
-
-        fc_cache: dict[int, torch.Tensor] = {}
-        # per-neighbour factor a_p(R) = exp(-eta (R - rs)^2) f_c(R): (C, M, parts)
-        fcs = torch.stack([fc_of(k, r, fc_cache) for k in tab["part_fc_list"]], dim=2)
-        d = r[:, :, None] - tab["part_rs"]
-        a = torch.exp(-tab["part_eta"] * d * d) * fcs
-        unit = dense_vec / r[:, :, None]
-        cos_theta = torch.bmm(unit, unit.transpose(1, 2)).reshape(n_centres, -1)[:, flat]
-        # radial weight of each pair: a_p(R_ij) a_p(R_ik) [× E_p(R_jk) for narrow parts]
-        w = a[:, tri_j] * a[:, tri_k]  # (C, T, parts)
-        if n_narrow:
-            # R_jk² = |r_ik − r_ij|² = [R_ij², 1, −2 r_ij] · [1, R_ik², r_ik], one product
-            ones = torch.ones_like(r2)[:, :, None]
-            left = torch.cat([r2[:, :, None], ones, -2.0 * dense_vec], dim=2)
-            right = torch.cat([ones, r2[:, :, None], dense_vec], dim=2)
-            r2_jk = torch.bmm(left, right.transpose(1, 2)).reshape(n_centres, -1)[:, flat]
-            r_jk = torch.sqrt(r2_jk)
-            fc_jk_cache: dict[int, torch.Tensor] = {}
-            e_cols = []
-            for eta, rs, k in tab["narrow_params"]:
-                fc_jk = fc_of(k, r_jk, fc_jk_cache)
-                if eta == 0.0:
-                    e_cols.append(fc_jk)
-                elif rs == 0.0:
-                    e_cols.append(torch.exp(-eta * r2_jk) * fc_jk)
-                else:
-                    e_cols.append(torch.exp(-eta * (r_jk - rs) ** 2) * fc_jk)
-            e = torch.stack(e_cols, dim=2)
-            if n_narrow == n_parts:
-                w = w * e
+        # ---- per pair: rows [x, y, z, 1/R, a_1 .. a_parts, one-hot species], 2 dummies ---
+        far = 3.0 * self.cutoff
+        dummy = torch.tensor([[far, 0.0], [0.0, far], [0.0, 0.0]], dtype=dtype, device=device)
+        vec_t = torch.cat([vec.t(), dummy], dim=1)  # (3, Pc + 2)
+        r2 = (vec_t * vec_t).sum(dim=0)
+        r = torch.sqrt(r2)
+        fc_rows = {}
+        for k in tab["part_fc_unique"]:
+            name, rc, alpha = cutoff_keys[k]
+            fc_rows[k] = cutoff_function(r, rc, name, alpha)
+        rows = [vec_t, (1.0 / r)[None]]
+        for eta, rs, k in tab["part_params"]:
+            if eta == 0.0:
+                a = fc_rows[k]
+            elif rs == 0.0:
+                a = torch.exp(-eta * r2) * fc_rows[k]
             else:
-                w = torch.cat([w[:, :, :n_narrow] * e, w[:, :, n_narrow:]], dim=2)
+                a = torch.exp(-eta * (r - rs) ** 2) * fc_rows[k]
+            rows.append(a[None])
         if n_species > 1:
-            onehot = torch.nn.functional.one_hot(species, n_species).to(dtype)
-            dense_onehot = torch.zeros((n_centres, n_max, n_species), dtype=dtype, device=device)
-            dense_onehot[group, slot] = onehot
-            lo, hi = tab["pair_lo"], tab["pair_hi"]
-            oj, ok = dense_onehot[:, tri_j], dense_onehot[:, tri_k]  # (C, T, species)
-            # unordered pair {j, k} with species {lo, hi}: both orders, halved when lo == hi
-            species_weight = (oj[..., lo] * ok[..., hi] + oj[..., hi] * ok[..., lo]) * tab[
-                "pair_factor"
-            ]
-            w = w[..., None] * species_weight[:, :, None, :]  # (C, T, parts, pairs)
-        n_cols = n_parts * len(tab["pair_factor"])
-        w = w.reshape(n_centres, -1, n_cols)
-        # sums over pairs of (1 + lambda cos)^zeta W: one batched product per (zeta, lambda)
-        rows = []
+            onehot = torch.nn.functional.one_hot(species, n_species).to(dtype).t()
+            rows.append(torch.cat([onehot, onehot.new_zeros((n_species, 2))], dim=1))
+        table = torch.cat(rows, dim=0)  # (K, Pc + 2)
+        n_rows = table.shape[0]
+
+        # ---- triplet slots (centre, q) -> pair indices -------------------------------
+        triplets = counts * (counts - 1) // 2
+        if traced:  # the slot count as a size without .item()
+            n_slots = torch.repeat_interleave(triplets.max().reshape(1)).shape[0]
+        else:
+            n_slots = int(triplets.max())
+        q = torch.arange(n_slots, device=device)
+        k = torch.floor(0.5 + torch.sqrt(0.25 + 2.0 * q.to(torch.float64))).long()
+        k = k - (k * (k - 1) // 2 > q).long()
+        k = k + ((k + 1) * k // 2 <= q).long()
+        j = q - k * (k - 1) // 2
+        valid = q[None, :] < triplets[:, None]  # (C, T)
+        index_j = torch.where(valid, start[:, None] + j[None, :], n_pair_rows).reshape(-1)
+        index_k = torch.where(valid, start[:, None] + k[None, :], n_pair_rows + 1).reshape(-1)
+        rows_j = torch.gather(table, 1, index_j.expand(n_rows, -1)).view(n_rows, n_centres, -1)
+        rows_k = torch.gather(table, 1, index_k.expand(n_rows, -1)).view(n_rows, n_centres, -1)
+        vj, vk = rows_j[:3], rows_k[:3]
+        cos_theta = (vj * vk).sum(dim=0) * rows_j[3] * rows_k[3]  # (C, T)
+        w = rows_j[4 : 4 + n_parts] * rows_k[4 : 4 + n_parts]  # (parts, C, T)
+        if n_narrow:
+            d = vk - vj
+            r2_jk = (d * d).sum(dim=0)
+            r_jk = torch.sqrt(r2_jk)
+            fc_jk = {}
+            e_rows = []
+            for eta, rs, kk in tab["narrow_params"]:
+                if kk not in fc_jk:
+                    name, rc, alpha = cutoff_keys[kk]
+                    fc_jk[kk] = cutoff_function(r_jk, rc, name, alpha)
+                if eta == 0.0:
+                    e_rows.append(fc_jk[kk])
+                elif rs == 0.0:
+                    e_rows.append(torch.exp(-eta * r2_jk) * fc_jk[kk])
+                else:
+                    e_rows.append(torch.exp(-eta * (r_jk - rs) ** 2) * fc_jk[kk])
+            e = torch.stack(e_rows)
+            w = w * e if n_narrow == n_parts else torch.cat([w[:n_narrow] * e, w[n_narrow:]])
+        if n_species > 1:
+            oj = rows_j[4 + n_parts :]
+            ok = rows_k[4 + n_parts :]
+            # unordered pair {j, k} with species {lo, hi}: weight 1 (both orders, halved if equal)
+            sw = torch.stack(
+                [
+                    oj[lo] * ok[hi] * 0.5 + oj[hi] * ok[lo] * 0.5
+                    if lo == hi
+                    else oj[lo] * ok[hi] + oj[hi] * ok[lo]
+                    for lo, hi in tab["species_pairs"]
+                ]
+            )  # (pairs, C, T)
+            w = (sw[:, None] * w[None]).reshape(n_pairs_el * n_parts, n_centres, -1)
+
+        # ---- (1 + lambda cos)^zeta for all (zeta, lambda) ----------------------------
         powers = {}
         for lam in tab["lambdas"]:
             base = 1.0 + cos_theta if lam > 0 else 1.0 - cos_theta
             if tab["clamp_base"]:
                 base = base.clamp_min(0.0)
             powers[lam] = _powers(base, [z for z, la in tab["zl"] if la == lam])
-        for zeta, lam in tab["zl"]:
-            rows.append(torch.bmm(powers[lam][zeta][:, None, :], w))
-        g = torch.cat(rows, dim=1)  # (C, n_zl, parts * pairs)
-        g = g.view(n_centres, len(tab["zl"]), n_parts, -1) * tab["zl_norm"][None, :, None, None]
-        # source layout: pair, part, zl
-        return g.permute(0, 3, 2, 1).reshape(n_centres, -1)
+        p = torch.stack([powers[lam][zeta] for zeta, lam in tab["zl"]])  # (zl, C, T)
+
+        # ---- sums over the slots: (C, pairs × parts, T) · (C, T, zl) -----------------
+        g = torch.bmm(w.permute(1, 0, 2), p.permute(1, 2, 0)) * tab["zl_norm"]
+        return g.reshape(n_centres, n_pairs_el * n_parts * n_zl)
 
     # ------------------------------------------------------------------------------------
     def compute(
@@ -664,18 +732,6 @@ def _pair_index(a: int, b: int) -> int:
     """DScribe's index of the unordered species pair {a, b}: hi (hi + 1) / 2 + lo."""
     hi, lo = max(a, b), min(a, b)
     return hi * (hi + 1) // 2 + lo
-
-
-_TRIANGLES: dict = {}
-
-
-def _triangle(n: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(j, k, j·n + k) of the strict upper triangle of an n × n matrix (cached)."""
-    key = (n, str(device))
-    if key not in _TRIANGLES:
-        j, k = torch.triu_indices(n, n, offset=1, device=device)
-        _TRIANGLES[key] = (j, k, j * n + k)
-    return _TRIANGLES[key]
 
 
 def _powers(base: torch.Tensor, zetas: Sequence[float]) -> dict[float, torch.Tensor]:
