@@ -1,26 +1,37 @@
 """A compiled artefact of any potential: TorchScript that needs only libtorch.
 
 The whole evaluation — pair vectors, descriptors, networks, and the backward pass that gives
-forces and stress — is traced into one graph of ATen operations with symbolic sizes
-(``make_fx``), then scripted. The saved file runs from C++ (``torch::jit::load``) or Python
-(``torch.jit.load``) without the mlpot package, for any number of atoms and pairs.
+forces and virial — is traced into one graph of ATen operations with symbolic sizes
+(``make_fx(tracing_mode="symbolic")``), then scripted. The weights are constants of the graph.
+The saved file runs from C++ (``torch::jit::load``) or Python (``torch.jit.load``) without the
+mlpot package, for any number of atoms, pairs and elements of the potential.
 
-Signature of the compiled ``forward`` (one structure; float64 or the model's dtype)::
+Signature of the compiled ``forward`` (one structure; tensors of the model's float dtype,
+float64 for HDNNPs, and int64 indices, all on the CPU or all on one device)::
 
-    forward(positions (N,3), numbers (N,) int64, cell (3,3), centers (P,) int64,
-            neighbors (P,) int64, shifts (P,3) int64)
-        -> (energy (), atomic_energies (N,), forces (N,3), virial (3,3))
+    forward(positions (N, 3) Å, numbers (N,) int64 atomic numbers, cell (3, 3) Å (rows are
+            the cell vectors; zeros for a molecule), centers (P,) int64, neighbors (P,) int64,
+            shifts (P, 3) int64)
+        -> (energy () eV, atomic_energies (N,) eV, forces (N, 3) eV/Å, virial (3, 3) eV)
 
-The host supplies a full neighbour list within ``cutoff`` (stored as the module's
-``cutoff`` attribute, Å) with integer cell shifts, r_ij = r_j − r_i + shifts·cell. The virial is
-−∂E/∂ε (eV); stress = −virial / volume (eV/Å³, ASE sign). Units: eV, Å.
+Neighbour-list convention: a *full* list (both i→j and j→i) of every pair with
+|r_ij| < cutoff (the ``cutoff_angstrom`` of the file's ``mlpot.json``; pairs up to any larger
+radius are fine, they contribute zero), without self pairs i = j with zero shift, where
+r_ij = positions[j] − positions[i] + shifts · cell (integer image shifts, as ASE's and vesin's
+``S``). The virial is −∂E/∂ε for a homogeneous strain ε of positions and cell (eV);
+stress = −virial / volume (eV/Å³, ASE sign convention); forces = −∂E/∂positions.
+The atomic numbers must be elements of the potential (``elements`` in ``mlpot.json``): the
+compiled graph does not check them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -28,6 +39,13 @@ from mlpot.data.batch import AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
 from mlpot.errors import ModelFileError
 from mlpot.models.potential import Potential
+
+#: Signature of the compiled module, as recorded in the file's ``mlpot.json``.
+SIGNATURE = (
+    "forward(positions (N,3) Å, numbers (N,) int64, cell (3,3) Å, centers (P,) int64, "
+    "neighbors (P,) int64, shifts (P,3) int64) -> (energy () eV, atomic_energies (N,) eV, "
+    "forces (N,3) eV/Å, virial (3,3) eV)"
+)
 
 
 def _energy_forces_virial(potential: Potential):
@@ -59,36 +77,52 @@ def _energy_forces_virial(potential: Potential):
     return evaluate
 
 
-def compile_potential(potential: Potential, example: AtomsBatch | None = None) -> torch.jit.ScriptModule:
+def compile_potential(
+    potential: Potential, example: AtomsBatch | None = None
+) -> torch.jit.ScriptModule:
     """Trace ``potential`` (energy, forces, virial) into a TorchScript module.
 
     ``example`` is a one-structure batch used for tracing (sizes are symbolic, so any structure
-    works afterwards); by default a small periodic cell of the potential's first element.
+    works afterwards); by default a small periodic cell holding all the potential's elements.
+    The potential's forward must be traceable (no data-dependent Python control flow while
+    :func:`mlpot.descriptors.acsf.is_tracing`); HDNNP and LennardJones are.
     """
     potential = potential.eval()
     for p in potential.parameters():
         p.requires_grad_(False)
     if example is None:
         example = _default_example(potential)
+    potential.check_elements(example)
     nl = neighbor_list(example, potential.cutoff)
-    args = (example.positions, example.numbers, example.cell[0], nl.centers, nl.neighbors, nl.shifts)
-    graph = make_fx(_energy_forces_virial(potential), tracing_mode="symbolic")(*args)
+    args = (
+        example.positions,
+        example.numbers,
+        example.cell[0],
+        nl.centers,
+        nl.neighbors,
+        nl.shifts,
+    )
+    graph = make_fx(
+        _energy_forces_virial(potential), tracing_mode="symbolic", _allow_non_fake_inputs=True
+    )(*args)
     for node in graph.graph.nodes:  # TorchScript knows operator packets, not their overloads
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             node.target = node.target.overloadpacket
     graph.recompile()
     scripted = torch.jit.script(graph)
-    scripted.cutoff = potential.cutoff  # informational attribute for hosts
+    scripted.cutoff = potential.cutoff  # informational attribute for Python hosts
     return scripted
 
 
 def save_compiled(
     potential: Potential, path: str | os.PathLike, example: AtomsBatch | None = None
 ) -> Path:
-    """Compile and save atomically; also records cutoff, elements and dtype in the file's extra files."""
-    import json
-    import tempfile
+    """Compile and save atomically (TorchScript file).
 
+    The file's extra file ``mlpot.json`` records cutoff (Å), elements, dtype, units and the
+    signature; read it with ``torch.jit.load(path, _extra_files={"mlpot.json": ""})`` or
+    ``torch::jit::load(path, device, extra_files)`` in C++.
+    """
     path = Path(path)
     module = compile_potential(potential, example)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,8 +133,8 @@ def save_compiled(
         "elements": potential.elements,
         "dtype": str(potential.dtype),
         "units": {"length": "angstrom", "energy": "eV"},
-        "signature": "forward(positions, numbers, cell, centers, neighbors, shifts)"
-        " -> (energy, atomic_energies, forces, virial)",
+        "signature": SIGNATURE,
+        "neighbor_list": "full list, r_ij = positions[j] - positions[i] + shifts @ cell",
     }
     try:
         torch.jit.save(module, tmp, _extra_files={"mlpot.json": json.dumps(meta)})
@@ -115,13 +149,11 @@ def save_compiled(
 def _default_example(potential: Potential) -> AtomsBatch:
     from ase.build import bulk
 
-    import numpy as np
-
     elements = potential.elements
+    if not elements:
+        raise ModelFileError("the potential names no elements; cannot build a tracing example")
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
     rng = np.random.default_rng(0)
     atoms.set_atomic_numbers([elements[i % len(elements)] for i in range(len(atoms))])
     atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
-    if not elements:
-        raise ModelFileError("the potential names no elements; cannot build a tracing example")
     return AtomsBatch.from_atoms([atoms], dtype=potential.dtype)

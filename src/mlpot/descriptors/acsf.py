@@ -290,6 +290,12 @@ class ACSF(torch.nn.Module):
         key = (dtype, device)
         if key in self._constants:
             return self._constants[key]
+        if is_tracing():  # tensors made now may be fake: build real ones outside the tracer
+            from torch._subclasses.fake_tensor import unset_fake_temporarily
+            from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
+
+            with unset_fake_temporarily(), disable_proxy_modes_tracing():
+                return self._tables(dtype, device)
         plan = self._plan
 
         def t(values, dt=dtype):

@@ -283,20 +283,24 @@ class HDNNP(Potential):
     # --- evaluation ----------------------------------------------------------------------
     def forward(self, batch: AtomsBatch, nl: NeighborList, vectors: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (N,), eV."""
+        from mlpot.descriptors.acsf import is_tracing
+
         features = self.descriptor(batch, nl, vectors)
         energies = features.new_zeros(features.shape[0])
+        tracing = is_tracing(features)  # no data-dependent Python branches while tracing
         covered = 0
         for z in self.elements:
             index = torch.nonzero(batch.numbers == z).squeeze(1)
-            if index.numel() == 0:
-                continue
-            covered += index.numel()
+            if not tracing:
+                if index.numel() == 0:
+                    continue
+                covered += index.numel()
             net = self.networks[chemical_symbols[z]]
             atom_features = features.index_select(0, index)[:, : net.n_features]
             energies = energies.index_copy(
                 0, index, net(atom_features, self.scaling, self.scaling_range)
             )
-        if covered != features.shape[0]:
+        if not tracing and covered != features.shape[0]:
             self.check_elements(batch)
         return energies
 
