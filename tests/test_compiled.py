@@ -86,6 +86,26 @@ def test_compiled_lennard_jones_matches_on_other_sizes(tmp_path):
     check_against_potential(pot, [atoms], tmp_path)
 
 
+def test_cli_export_torchscript(tmp_path, capsys):
+    from mlpot.cli.main import main
+
+    pot = LennardJones(epsilon=0.0104, sigma=3.4, cutoff=7.0)
+    pot.save(tmp_path / "lj.pt")
+    out = tmp_path / "lj.ts"
+    assert main(["export", str(tmp_path / "lj.pt"), "--format", "torchscript", str(out)]) == 0
+    assert "TorchScript" in capsys.readouterr().out
+    extra = {"mlpot.json": ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["mlpot.json"])
+    assert meta["cutoff_angstrom"] == 7.0 and meta["units"]["energy"] == "eV"
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.1, seed=2)
+    (got,) = run_without_mlpot(out, [atoms], pot.cutoff, tmp_path)
+    ref = pot.compute(atoms, forces=True)
+    assert got["energy"] == pytest.approx(float(ref["energy"][0]), rel=1e-12)
+    np.testing.assert_allclose(got["forces"], ref["forces"].numpy(), atol=1e-12)
+
+
 def si_o_potential():
     """A 2-element HDNNP with random weights on G2, G4 and G5 functions."""
     functions = ACSF.default(["Si", "O"], r_cut=4.5).functions
@@ -158,9 +178,7 @@ def test_compiled_n2p2_mlearn_si_matches(shared_data, tmp_path):
     predictions = json.loads((folder / "reference_predictions_test.json").read_text())
     for s, got in zip(chosen, results, strict=True):
         prediction = predictions["predictions"][s]
-        assert got["energy"] / Hartree == pytest.approx(
-            prediction["energy_eV"] / Hartree, rel=1e-8
-        )
+        assert got["energy"] / Hartree == pytest.approx(prediction["energy_eV"] / Hartree, rel=1e-8)
         if s != 8:  # n2p2 holds own images fixed (see test_n2p2_potential)
             np.testing.assert_allclose(
                 np.array(got["forces"]) * Bohr / Hartree,

@@ -138,6 +138,9 @@ def save_compiled(
     }
     try:
         torch.jit.save(module, tmp, _extra_files={"mlpot.json": json.dumps(meta)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,4 +1,4 @@
-"""``mlpot export MODEL --format n2p2 DIR``: write a model in another code's format."""
+"""``mlpot export MODEL --format n2p2|torchscript OUTPUT``: write a model in another format."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ from __future__ import annotations
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to another code's format (n2p2 potential directory)",
-        description="Write an mlpot HDNNP as an n2p2 potential directory (input.nn, "
+        help="export a model to another code's format (n2p2 directory, TorchScript file)",
+        description="Write an mlpot model as an n2p2 potential directory (input.nn, "
         "scaling.data, weights.NNN.data; Å and eV) for n2p2's tools and LAMMPS pair_style "
-        "hdnnp.",
+        "hdnnp, or as a TorchScript file (energy, forces, virial; runs with libtorch alone, "
+        "see docs/compiled.md).",
     )
     p.add_argument("model", help="mlpot model file (or an n2p2 potential directory)")
-    p.add_argument("directory", help="output directory (created if needed)")
-    p.add_argument("--format", default="n2p2", choices=["n2p2"], help="output format")
+    p.add_argument(
+        "directory",
+        metavar="OUTPUT",
+        help="output directory (n2p2, created if needed) or file (torchscript)",
+    )
+    p.add_argument(
+        "--format", default="n2p2", choices=["n2p2", "torchscript"], help="output format"
+    )
     p.add_argument(
         "--length-unit",
         default="angstrom",
@@ -29,9 +36,19 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import mlpot
-    from mlpot.interop.n2p2 import export_n2p2
 
     model = mlpot.load(args.model, length_unit=args.length_unit, energy_unit=args.energy_unit)
+    if args.format == "torchscript":
+        from mlpot.calculators.compiled import save_compiled
+
+        path = save_compiled(model, args.directory)
+        print(
+            f"wrote TorchScript model (Å, eV; cutoff {model.cutoff:g} Å, full neighbour list) "
+            f"to {path}"
+        )
+        return 0
+    from mlpot.interop.n2p2 import export_n2p2
+
     directory = export_n2p2(model, args.directory, comment=f"exported from {args.model}")
     print(f"wrote n2p2 potential (Å, eV) to {directory}")
     return 0
