@@ -308,17 +308,19 @@ def compute(atoms: Atoms, ecut: float, kpts_density: float, width: float) -> dic
     fixed = atoms.info.get("kpts_fixed")
     kpts_size = [int(k) for k in str(fixed).split("x")] if fixed else None
     work.calc = make_calculator(ecut, kpts_density, width, kpts_size=kpts_size)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     energy = work.get_potential_energy(force_consistent=True)
     forces = work.get_forces()
     stress = work.get_stress(voigt=True)
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     kpts = [int(x) for x in work.calc.wfs.kd.N_c]
     return {
         "energy": float(energy),
         "forces": np.asarray(forces),
         "stress": np.asarray(stress),
         "wall_s": wall,
+        "cpu_s": cpu,
         "kpts": kpts,
     }
 
@@ -393,6 +395,8 @@ def result_atoms(candidate: Atoms, result: dict) -> Atoms:
     atoms = candidate.copy()
     atoms.info = dict(candidate.info)
     atoms.info["wall_s"] = round(result["wall_s"], 2)
+    if "cpu_s" in result:
+        atoms.info["cpu_s"] = round(result["cpu_s"], 2)
     atoms.info["kpts"] = "x".join(str(k) for k in result["kpts"])
     atoms.calc = SinglePointCalculator(
         atoms,
@@ -627,6 +631,8 @@ def finalize(args) -> int:
     bundle = []
     wall_by_group: dict[str, float] = {}
     count_by_group: dict[str, int] = {}
+    cpu_by_group: dict[str, float] = {}
+    cpu_count: dict[str, int] = {}
     for frame in frames:
         results = frame.calc.results
         atoms = Atoms(frame.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
@@ -637,6 +643,9 @@ def finalize(args) -> int:
         bundle.append(atoms)
         group = frame.info["group"]
         wall_by_group[group] = wall_by_group.get(group, 0.0) + float(frame.info.get("wall_s", 0))
+        if "cpu_s" in frame.info:
+            cpu_by_group[group] = cpu_by_group.get(group, 0.0) + float(frame.info["cpu_s"])
+            cpu_count[group] = cpu_count.get(group, 0) + 1
         count_by_group[group] = count_by_group.get(group, 0) + 1
 
     text = "".join(frame_text(atoms) for atoms in bundle).encode()
@@ -686,12 +695,18 @@ def finalize(args) -> int:
                 "n_structures": count_by_group.get(group, 0),
                 "n_candidates": all_groups[group],
                 "wall_s": round(wall_by_group.get(group, 0.0), 1),
+                "cpu_s_per_structure": (
+                    round(cpu_by_group[group] / cpu_count[group], 1)
+                    if cpu_count.get(group)
+                    else None
+                ),
             }
             for group in GROUP_DESCRIPTIONS
         },
         "wall_s_total": round(sum(wall_by_group.values()), 1),
-        "wall_time_note": "sum of per-structure wall times of single-core GPAW runs "
-        "(two workers in parallel, niced, on a shared 2-core machine)",
+        "wall_time_note": "wall_s: sum of per-structure wall times of single-core GPAW runs "
+        "(two workers in parallel, niced, on a 2-core machine shared with other jobs, so "
+        "inflated by waiting); cpu_s_per_structure: mean CPU time of one structure",
         "generator": "scripts/make_si_dataset.py",
         "convergence": convergence,
     }
