@@ -195,7 +195,7 @@ def _fake_result(atoms, rng):
         "forces": rng.normal(size=(len(atoms), 3)),
         "stress": rng.normal(size=6) * 1e-3,
         "wall_s": 1.5,
-        "cpu_s": 1.25,
+        "cpu_s": 2.5,
         "kpts": [4, 4, 4],
     }
 
@@ -248,7 +248,7 @@ def test_resume_and_finalize_partial(generator, tmp_path):
     assert sum(g["n_structures"] for g in record["groups"].values()) == 3
     assert record["wall_s_total"] == pytest.approx(3 * 1.5)
     for group in record["groups"].values():
-        assert group["cpu_s_per_structure"] == (1.25 if group["n_structures"] else None)
+        assert group["cpu_s_per_structure"] == (2.5 if group["n_structures"] else None)
     frames = ase.io.read(io.StringIO(gzip.decompress(data).decode()), ":", format="extxyz")
     assert [int(a.info["index"]) for a in frames] == [0, 1, 3]
     by_index = {int(a.info["index"]): a for a in written}
