@@ -5,11 +5,15 @@ training. So, once per data set, we compute G (N, F) and J_p = ∂G_i/∂v_p (F,
 neighbour pair p = (i, j) with pair vector v_p = r_j − r_i + shift·cell (G_i depends only on
 the pairs centred on i). Then for a minibatch
 
-    ∂E/∂v_p = Σ_f (∂E_i/∂G_if) J_pf,          F_j = −Σ_(p: neighbour j) ∂E/∂v_p + Σ_(p: centre j) ∂E/∂v_p,
+    ∂E/∂v_p = Σ_f (∂E_i/∂G_if) J_pf,
+    F_j = −Σ_(p: neighbour j) ∂E/∂v_p + Σ_(p: centre j) ∂E/∂v_p,
     σ = (1/V) Σ_p v_p ⊗ ∂E/∂v_p,
 
 exactly the forces and stress that autograd through the descriptor gives (checked in the
 tests), at the cost of the networks only. Memory is P·F·3 numbers (P pairs, F features).
+For G1/G2/G3/G5 sets J is computed in closed form (:func:`analytic_features_and_jacobian`,
+its features checked against the descriptor's on the first structures); otherwise by batched
+autograd.
 """
 
 from __future__ import annotations
@@ -169,7 +173,12 @@ def analytic_features_and_jacobian(
                 jac[m, column] = d_radial[m, None] * unit[m]
             else:
                 groups.setdefault((z, *fn.neighbors, fn.r_cut), []).append((column, fn))
-    for (z, a, b, r_cut), members in groups.items():
+    chunks = [  # at most 8 functions at a time keeps the (triplets, K, 3) temporaries small
+        (key, members[i : i + 8])
+        for key, members in groups.items()
+        for i in range(0, len(members), 8)
+    ]
+    for (z, a, b, r_cut), members in chunks:
         m = torch.nonzero(
             (z_t == z)
             & (((z_1 == a) & (z_2 == b)) | ((z_1 == b) & (z_2 == a)))
