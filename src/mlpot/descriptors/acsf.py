@@ -539,7 +539,7 @@ class ACSF(torch.nn.Module):
         n_centres = counts.shape[0]
         n_pair_rows = vec.shape[0]
 
-        # ---- per pair: rows [x, y, z, 1/R, a_1 .. a_parts, one-hot species], 2 dummies ---
+        # ---- per pair: x, y, z; 1/R; a_p(R); one-hot species -- plus 2 dummy pairs -----
         far = 3.0 * self.cutoff
         dummy = torch.tensor([[far, 0.0], [0.0, far], [0.0, 0.0]], dtype=dtype, device=device)
         vec_t = torch.cat([vec.t(), dummy], dim=1)  # (3, Pc + 2)
@@ -549,20 +549,18 @@ class ACSF(torch.nn.Module):
         for k in tab["part_fc_unique"]:
             name, rc, alpha = cutoff_keys[k]
             fc_rows[k] = cutoff_function(r, rc, name, alpha)
-        rows = [vec_t, (1.0 / r)[None]]
+        a_rows = []
         for eta, rs, k in tab["part_params"]:
             if eta == 0.0:
-                a = fc_rows[k]
+                a_rows.append(fc_rows[k])
             elif rs == 0.0:
-                a = torch.exp(-eta * r2) * fc_rows[k]
+                a_rows.append(torch.exp(-eta * r2) * fc_rows[k])
             else:
-                a = torch.exp(-eta * (r - rs) ** 2) * fc_rows[k]
-            rows.append(a[None])
+                a_rows.append(torch.exp(-eta * (r - rs) ** 2) * fc_rows[k])
+        tables = [vec_t, (1.0 / r)[None], torch.stack(a_rows)]
         if n_species > 1:
             onehot = torch.nn.functional.one_hot(species, n_species).to(dtype).t()
-            rows.append(torch.cat([onehot, onehot.new_zeros((n_species, 2))], dim=1))
-        table = torch.cat(rows, dim=0)  # (K, Pc + 2)
-        n_rows = table.shape[0]
+            tables.append(torch.cat([onehot, onehot.new_zeros((n_species, 2))], dim=1))
 
         # ---- triplet slots (centre, q) -> pair indices -------------------------------
         triplets = counts * (counts - 1) // 2
@@ -578,11 +576,17 @@ class ACSF(torch.nn.Module):
         valid = q[None, :] < triplets[:, None]  # (C, T)
         index_j = torch.where(valid, start[:, None] + j[None, :], n_pair_rows).reshape(-1)
         index_k = torch.where(valid, start[:, None] + k[None, :], n_pair_rows + 1).reshape(-1)
-        rows_j = torch.gather(table, 1, index_j.expand(n_rows, -1)).view(n_rows, n_centres, -1)
-        rows_k = torch.gather(table, 1, index_k.expand(n_rows, -1)).view(n_rows, n_centres, -1)
-        vj, vk = rows_j[:3], rows_k[:3]
-        cos_theta = (vj * vk).sum(dim=0) * rows_j[3] * rows_k[3]  # (C, T)
-        w = rows_j[4 : 4 + n_parts] * rows_k[4 : 4 + n_parts]  # (parts, C, T)
+
+        def gathered(index):  # separate gathers: the backward needs no zero-fill or concat
+            return [
+                torch.gather(t, 1, index.expand(t.shape[0], -1)).view(t.shape[0], n_centres, -1)
+                for t in tables
+            ]
+
+        vj, inv_rj, aj, *oj = gathered(index_j)
+        vk, inv_rk, ak, *ok = gathered(index_k)
+        cos_theta = (vj * vk).sum(dim=0) * (inv_rj[0] * inv_rk[0])  # (C, T)
+        w = aj * ak  # (parts, C, T)
         if n_narrow:
             d = vk - vj
             r2_jk = (d * d).sum(dim=0)
@@ -602,8 +606,7 @@ class ACSF(torch.nn.Module):
             e = torch.stack(e_rows)
             w = w * e if n_narrow == n_parts else torch.cat([w[:n_narrow] * e, w[n_narrow:]])
         if n_species > 1:
-            oj = rows_j[4 + n_parts :]
-            ok = rows_k[4 + n_parts :]
+            oj, ok = oj[0], ok[0]
             # unordered pair {j, k} with species {lo, hi}: weight 1 (both orders, halved if equal)
             sw = torch.stack(
                 [
@@ -625,7 +628,7 @@ class ACSF(torch.nn.Module):
         p = torch.stack([powers[lam][zeta] for zeta, lam in tab["zl"]])  # (zl, C, T)
 
         # ---- sums over the slots: (C, pairs × parts, T) · (C, T, zl) -----------------
-        g = torch.bmm(w.permute(1, 0, 2), p.permute(1, 2, 0)) * tab["zl_norm"]
+        g = _SlotContraction.apply(w.permute(1, 0, 2), p.permute(1, 0, 2)) * tab["zl_norm"]
         return g.reshape(n_centres, n_pairs_el * n_parts * n_zl)
 
     # ------------------------------------------------------------------------------------
@@ -732,6 +735,30 @@ class ACSF(torch.nn.Module):
         from mlpot.descriptors.defaults import default_functions
 
         return cls(default_functions(elements, r_cut))
+
+
+class _SlotContraction(torch.autograd.Function):
+    """(C, F, T), (C, Z, T) -> (C, F, Z): sums over the slots T of products, a batched product.
+
+    Autograd's own backward of ``bmm(w, p.transpose)`` would produce one gradient as (C, T, F)
+    with a tiny inner size, which is slow; here both gradients come out (C, ·, T). The backward
+    is made of differentiable operations, so second derivatives work.
+    """
+
+    @staticmethod
+    def forward(w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(w, p.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, p = ctx.saved_tensors
+        grad_w = torch.bmm(grad, p) if ctx.needs_input_grad[0] else None
+        grad_p = torch.bmm(grad.transpose(1, 2), w) if ctx.needs_input_grad[1] else None
+        return grad_w, grad_p
 
 
 def _pair_index(a: int, b: int) -> int:
