@@ -40,8 +40,12 @@ from mlpot.errors import DataError, ParameterError
 RADIAL_KINDS = ("G1", "G2", "G3")
 ANGULAR_KINDS = ("G4", "G5")
 
-#: Upper bound on the dense (centre, j, k) × feature-block entries of one chunk (× 8 bytes).
-MAX_TRIPLETS_PER_CHUNK = 1 << 24
+#: Upper bound on the (centre, triplet slot) × feature-block entries of one chunk of centres
+#: (× 8 bytes): small enough that the per-slot temporaries stay cache- and allocator-friendly.
+MAX_TRIPLETS_PER_CHUNK = 1 << 21
+#: Above this many entries in all chunks together, chunks are checkpointed when gradients are
+#: needed (recomputed in the backward pass instead of kept), so memory stays linear in atoms.
+CHECKPOINT_ENTRIES = 1 << 25
 
 
 def is_tracing(tensor: torch.Tensor | None = None) -> bool:
@@ -460,9 +464,10 @@ class ACSF(torch.nn.Module):
         """(N, n_species_pairs × n_angular_shapes) sums over neighbour pairs, chunked by centres.
 
         Only pairs inside the angular cutoff take part. Chunks hold whole centres and at most
-        about ``MAX_TRIPLETS_PER_CHUNK`` (triplet slot × feature-block) entries; with several
-        chunks and gradients each chunk is checkpointed (recomputed in the backward pass), so
-        memory stays linear in the number of atoms.
+        about ``MAX_TRIPLETS_PER_CHUNK`` (triplet slot × feature-block) entries. When gradients
+        are needed and all chunks together exceed ``CHECKPOINT_ENTRIES`` (or 16 chunks), each
+        chunk is checkpointed (recomputed in the backward pass), so memory stays linear in the
+        number of atoms; small systems keep their intermediates (no recomputation).
         """
         plan = self._plan
         dtype, device = vectors.dtype, vectors.device
@@ -487,17 +492,24 @@ class ACSF(torch.nn.Module):
         budget = max(MAX_TRIPLETS_PER_CHUNK // entries, 1)
         triplets = (counts * (counts - 1) // 2).tolist()
         if n_atoms * max(triplets) <= budget:
-            bounds = [0, n_atoms]
+            bounds, total_slots = [0, n_atoms], n_atoms * max(triplets)
         else:  # greedy: extend a chunk while (centres × largest triangle) fits
-            bounds, largest = [0], 0
+            bounds, largest, total_slots = [0], 0, 0
             for a, t in enumerate(triplets):
                 largest_new = max(largest, t)
                 if (a - bounds[-1] + 1) * largest_new > budget and a > bounds[-1]:
+                    total_slots += (a - bounds[-1]) * largest
                     bounds.append(a)
                     largest_new = t
                 largest = largest_new
+            total_slots += (n_atoms - bounds[-1]) * largest
             bounds.append(n_atoms)
-        use_checkpoint = len(bounds) > 2 and torch.is_grad_enabled() and vectors.requires_grad
+        use_checkpoint = (
+            len(bounds) > 2
+            and total_slots * entries > min(CHECKPOINT_ENTRIES, MAX_TRIPLETS_PER_CHUNK * 16)
+            and torch.is_grad_enabled()
+            and vectors.requires_grad
+        )
         pair_bounds = [0, *pair_end[[b - 1 for b in bounds[1:]]].tolist()]
         start = pair_end - counts
         out = []
