@@ -518,10 +518,26 @@ def converge(args) -> int:
         unique.setdefault((job[0], job[2], job[3], job[4]), job)
     import multiprocessing
 
+    # Each finished job is appended to a rows file, so an interrupted check resumes.
+    rows_path = Path(args.convergence).with_suffix(".rows.jsonl")
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if rows_path.exists():
+        for line in rows_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by an interruption
+                continue
+    have = {(r["structure"], r["ecut_eV"], r["kpts_density"], r["width_eV"]) for r in rows}
+    pending = [job for key, job in unique.items() if key not in have]
+    print(f"convergence: {len(unique)} jobs, {len(unique) - len(pending)} done", flush=True)
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        rows = []
-        for row in pool.imap_unordered(_converge_job, list(unique.values()), chunksize=1):
+        for row in pool.imap_unordered(_converge_job, pending, chunksize=1):
             rows.append(row)
+            with open(rows_path, "a") as out:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
             print(
                 f"{row['structure']} ecut {row['ecut_eV']} density {row['kpts_density']} "
                 f"{row['kpts']} width {row['width_eV']}: E/atom {row['energy_per_atom']:.6f} eV "
@@ -572,6 +588,17 @@ def converge(args) -> int:
             difference(name, (base_ecut, base_density, w), (base_ecut, base_density, widths[0]))
             for w in widths
         ]
+    # Energy differences between the two structures are what a potential is fitted to.
+    names = list(structures)
+    record["relative_note"] = (
+        f"dDelta_meV_per_atom: change of E({names[1]}) - E({names[0]}) per atom against the "
+        "reference setting"
+    )
+    for parameter in ("ecut", "kpts", "width"):
+        pairs = zip(record[parameter][names[0]], record[parameter][names[1]], strict=True)
+        for first, second in pairs:
+            delta = second["dE_meV_per_atom"] - first["dE_meV_per_atom"]
+            first["dDelta_meV_per_atom"] = second["dDelta_meV_per_atom"] = delta
     record["chosen"] = dict(SETTINGS)
     output = Path(args.convergence)
     output.parent.mkdir(parents=True, exist_ok=True)
