@@ -341,6 +341,18 @@ class ACSF(torch.nn.Module):
             "part_fc": t([p[3] for p in parts], torch.long),
             "zl_norm": t([2.0 ** (1.0 - z) for z, _ in zl]),
             "lambdas": sorted({lam for _, lam in zl}),
+            "lambda_column": t(sorted({lam for _, lam in zl})).view(-1, 1, 1),
+            "zetas": sorted({z for z, _ in zl}),
+            # per zeta: None (all lambdas) or the lambda rows it uses
+            "zeta_groups": [
+                (
+                    zeta,
+                    None
+                    if {la for z, la in zl if z == zeta} == {la for _, la in zl}
+                    else [sorted({la for _, la in zl}).index(la) for z, la in zl if z == zeta],
+                )
+                for zeta in sorted({z for z, _ in zl})
+            ],
             "zl": zl,
             "cutoff_keys": plan.cutoff_keys,
             "part_fc_list": [p[3] for p in parts],
@@ -630,17 +642,19 @@ class ACSF(torch.nn.Module):
             )  # (pairs, C, T)
             w = (sw[:, None] * w[None]).reshape(n_pairs_el * n_parts, n_centres, -1)
 
-        # ---- (1 + lambda cos)^zeta for all (zeta, lambda) ----------------------------
-        powers = {}
-        for lam in tab["lambdas"]:
-            base = 1.0 + cos_theta if lam > 0 else 1.0 - cos_theta
-            if tab["clamp_base"]:
-                base = base.clamp_min(0.0)
-            powers[lam] = _powers(base, [z for z, la in tab["zl"] if la == lam])
-        p = torch.stack([powers[lam][zeta] for zeta, lam in tab["zl"]])  # (zl, C, T)
+        # ---- (1 + lambda cos)^zeta, all lambdas at once: blocks (lambdas, C, T) per zeta --
+        lambdas = tab["lambda_column"]  # (n_lambda, 1, 1), ascending
+        base = 1.0 + lambdas * cos_theta
+        if tab["clamp_base"]:
+            base = base.clamp_min(0.0)
+        powers = _powers(base, tab["zetas"])
+        blocks = []  # in the (zeta, lambda) order of the columns
+        for zeta, rows in tab["zeta_groups"]:
+            block = powers[zeta]
+            blocks.append(block if rows is None else block[rows])
 
         # ---- sums over the slots: (C, pairs × parts, T) · (C, T, zl) -----------------
-        g = _SlotContraction.apply(w.permute(1, 0, 2), p.permute(1, 0, 2)) * tab["zl_norm"]
+        g = _SlotContraction.apply(w.permute(1, 0, 2), *blocks) * tab["zl_norm"]
         return g.reshape(n_centres, n_pairs_el * n_parts * n_zl)
 
     # ------------------------------------------------------------------------------------
@@ -750,16 +764,17 @@ class ACSF(torch.nn.Module):
 
 
 class _SlotContraction(torch.autograd.Function):
-    """(C, F, T), (C, Z, T) -> (C, F, Z): sums over the slots T of products, a batched product.
+    """w (C, F, T) and blocks p_i (Z_i, C, T) -> (C, F, ΣZ_i): slot sums Σ_T w p_i, batched.
 
-    Autograd's own backward of ``bmm(w, p.transpose)`` would produce one gradient as (C, T, F)
-    with a tiny inner size, which is slow; here both gradients come out (C, ·, T). The backward
-    is made of differentiable operations, so second derivatives work.
+    Taking the powers as separate blocks avoids stacking them; autograd's own backward of
+    ``bmm(w, p.transpose)`` would produce a gradient laid out (C, T, Z) with a tiny inner size,
+    which is slow: here all gradients come out (·, C, T). The backward is made of
+    differentiable operations, so second derivatives work.
     """
 
     @staticmethod
-    def forward(w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(w, p.transpose(1, 2))
+    def forward(w: torch.Tensor, *blocks: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.bmm(w, b.permute(1, 2, 0)) for b in blocks], dim=2)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -767,10 +782,18 @@ class _SlotContraction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        w, p = ctx.saved_tensors
-        grad_w = torch.bmm(grad, p) if ctx.needs_input_grad[0] else None
-        grad_p = torch.bmm(grad.transpose(1, 2), w) if ctx.needs_input_grad[1] else None
-        return grad_w, grad_p
+        w, *blocks = ctx.saved_tensors
+        pieces = grad.split([b.shape[0] for b in blocks], dim=2)  # (C, F, Z_i)
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = sum(
+                torch.bmm(g, b.transpose(0, 1)) for g, b in zip(pieces, blocks, strict=True)
+            )
+        grad_blocks = [
+            torch.bmm(g.transpose(1, 2), w).transpose(0, 1) if needed else None
+            for g, needed in zip(pieces, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return grad_w, *grad_blocks
 
 
 def _pair_index(a: int, b: int) -> int:
