@@ -13,12 +13,19 @@ reports its peak resident memory (ru_maxrss).
 
     python benchmarks/acsf_speed.py                 # comparison + scaling 64..32768 atoms
     python benchmarks/acsf_speed.py --sizes 64 512  # fewer sizes
+    python benchmarks/acsf_speed.py --water         # + 1080-atom water, n2p2 potential
+
+The machine's load average is printed first: on a shared machine the times vary a lot.
+Large temporaries are freed and re-faulted by glibc's malloc on every call (its trim
+threshold); ``MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=1000000000`` in the
+environment (or jemalloc/tcmalloc) removes that cost, which is part of the default numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -124,12 +131,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[64, 512, 4096, 32768])
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-dscribe", action="store_true")
+    parser.add_argument(
+        "--water",
+        action="store_true",
+        help="also time the 1080-atom water structure with the n2p2 RPBE-D3 potential "
+        "(needs ../shared/data)",
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
 
     atoms = silicon()
+    print(f"load average (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} CPUs")
     print(
         f"torch {torch.__version__}, 1 thread, float64; 64-atom Si, r_c = {R_CUT} Å, 33 functions"
     )
@@ -188,6 +202,34 @@ def main() -> None:
                 f"{r['values'][1] * ms:11.1f}{r['values_forces'][1] * ms:12.1f}"
                 f"{r['values_forces'][1] / r['n_atoms'] * 1e6:9.1f}{r['max_rss_mb']:13.0f}"
             )
+
+    if args.water:
+        water()
+
+
+def water() -> None:
+    """Energy and energy + forces of n2p2's 1080-atom water example (60 functions)."""
+    from pathlib import Path
+
+    import mlpot
+    from mlpot.interop.n2p2_data import read_n2p2_data
+    from mlpot.models.potential import compute_properties
+
+    torch.set_num_threads(1)
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "n2p2" / "H2O_RPBE-D3"
+    if not folder.is_dir():
+        print(f"\nwater: {folder} not found, skipped")
+        return
+    potential = mlpot.load(folder, length_unit="bohr", energy_unit="hartree")
+    atoms = read_n2p2_data(folder / "predict.input.data", "bohr", "hartree")[0]
+    batch = AtomsBatch.from_atoms([atoms])
+    nl = neighbor_list(batch, potential.cutoff)
+    print(f"\nwater: {len(atoms)} atoms, {nl.n_pairs} pairs, cutoff {potential.cutoff:.3f} Å")
+    for forces in (False, True):
+        t = best_time(lambda f=forces: compute_properties(potential, batch, nl, forces=f), 1, 0)
+        label = "energy + forces" if forces else "energy"
+        print(f"{label:34s}{t[0] * 1e3:10.0f}{t[1] * 1e3:10.0f}   ms wall / cpu")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":
