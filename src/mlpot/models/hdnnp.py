@@ -306,7 +306,12 @@ class HDNNP(Potential):
 
     # --- statistics ----------------------------------------------------------------------
     @torch.no_grad()
-    def fit_statistics(self, structures: Sequence[ase.Atoms], batch_size: int = 32) -> None:
+    def fit_statistics(
+        self,
+        structures: Sequence[ase.Atoms],
+        batch_size: int = 32,
+        features: Sequence[torch.Tensor] | None = None,
+    ) -> None:
         """Fit feature statistics and reference energies on training structures.
 
         * per element and feature: min, max, mean and population sigma of the unscaled
@@ -317,6 +322,9 @@ class HDNNP(Potential):
         * ``energy_shift`` = mean residual energy per atom (≈ 0 with fitted references) and
           ``energy_scale`` = its standard deviation (1 eV when it vanishes), so that the
           networks learn an O(1) residual.
+
+        ``features``: the descriptors of ``structures`` already computed (one (n_atoms, F)
+        tensor per structure, e.g. a training feature cache); then no descriptor pass is run.
         """
         structures = list(structures)
         if not structures:
@@ -324,18 +332,29 @@ class HDNNP(Potential):
         device = self.networks[chemical_symbols[self.elements[0]]].feature_min.device
         dtype = self.dtype
         stats = {z: None for z in self.elements}
+        if features is not None and len(features) != len(structures):
+            raise DataError(
+                f"fit_statistics: {len(features)} feature tensors for {len(structures)} structures"
+            )
         for start in range(0, len(structures), batch_size):
             chunk = structures[start : start + batch_size]
-            batch = AtomsBatch.from_atoms(chunk, dtype=dtype, device=device)
-            try:
-                self.check_elements(batch)
-            except DataError as exc:
-                raise DataError(f"training structure index offset {start}: {exc}") from None
-            nl = neighbor_list(batch, self.cutoff)
-            features = self.descriptor(batch, nl, pair_vectors(batch, nl)).double()
+            if features is not None:
+                numbers = torch.cat([torch.as_tensor(a.numbers) for a in chunk])
+                chunk_features = torch.cat(
+                    [f.detach() for f in features[start : start + batch_size]]
+                ).double()
+            else:
+                batch = AtomsBatch.from_atoms(chunk, dtype=dtype, device=device)
+                try:
+                    self.check_elements(batch)
+                except DataError as exc:
+                    raise DataError(f"training structure index offset {start}: {exc}") from None
+                nl = neighbor_list(batch, self.cutoff)
+                chunk_features = self.descriptor(batch, nl, pair_vectors(batch, nl)).double()
+                numbers = batch.numbers
             for z in self.elements:
                 n_features = self.networks[chemical_symbols[z]].n_features
-                g = features[batch.numbers == z][:, :n_features]
+                g = chunk_features[numbers == z][:, :n_features]
                 if g.shape[0] == 0:
                     continue
                 part = (g.shape[0], g.sum(0), (g * g).sum(0), g.min(0).values, g.max(0).values)

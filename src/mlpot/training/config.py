@@ -77,7 +77,7 @@ class TrainerConfig:
     """Loss weights, optimiser, schedule and stopping (see module docstring)."""
 
     seed: int = 0
-    dtype: str = "float64"
+    dtype: str = "float32"
     energy_weight: float = 1.0
     forces_weight: float = 0.01
     stress_weight: float = 0.0

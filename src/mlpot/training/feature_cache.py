@@ -149,8 +149,6 @@ def analytic_features_and_jacobian(
         first, second = _triplets(centers)
         r1, r2 = r[first], r[second]
         cos = (v[first] * v[second]).sum(1) / (r1 * r2)
-        dcos_1 = v[second] / (r1 * r2)[:, None] - (cos / (r1 * r1))[:, None] * v[first]
-        dcos_2 = v[first] / (r1 * r2)[:, None] - (cos / (r2 * r2))[:, None] * v[second]
         t_center = centers[first]
         z_t, z_1, z_2 = numbers[t_center], z_neighbor[first], z_neighbor[second]
     cache: dict = {}
@@ -173,10 +171,10 @@ def analytic_features_and_jacobian(
                 jac[m, column] = d_radial[m, None] * unit[m]
             else:
                 groups.setdefault((z, *fn.neighbors, fn.r_cut), []).append((column, fn))
-    chunks = [  # at most 8 functions at a time keeps the (triplets, K, 3) temporaries small
-        (key, members[i : i + 8])
+    chunks = [  # at most 16 functions at a time keeps the (triplets, K, 3) temporaries small
+        (key, members[i : i + 16])
         for key, members in groups.items()
-        for i in range(0, len(members), 8)
+        for i in range(0, len(members), 16)
     ]
     for (z, a, b, r_cut), members in chunks:
         m = torch.nonzero(
@@ -203,16 +201,17 @@ def analytic_features_and_jacobian(
         value = ang * RR
         block = torch.zeros((n_atoms, len(members)), dtype=dtype)
         features[:, columns] += block.index_add_(0, t_center[m], value)
-        dc1, dc2 = dcos_1[m], dcos_2[m]
-        g1 = (ang * d_radial[p1] * R2)[:, :, None] * unit[p1][:, None, :] + (RR * d_ang)[
-            :, :, None
-        ] * dc1[:, None, :]
-        g2 = (ang * R1 * d_radial[p2])[:, :, None] * unit[p2][:, None, :] + (RR * d_ang)[
-            :, :, None
-        ] * dc2[:, None, :]
-        block = torch.zeros((n_pairs, len(members), 3), dtype=dtype)
-        block.index_add_(0, p1, g1)
-        block.index_add_(0, p2, g2)
+        # ∂cos/∂v1 = (u2 − cos u1)/r1 and ∂cos/∂v2 = (u1 − cos u2)/r2, so each leg's gradient
+        # is (along its own unit vector) + (along the other leg's unit vector): the first part
+        # is accumulated as a scalar per pair and multiplied by the pair's unit vector once
+        b = RR * d_ang
+        inv_r1, inv_r2 = (1.0 / r1[m])[:, None], (1.0 / r2[m])[:, None]
+        along = torch.zeros((n_pairs, len(members)), dtype=dtype)
+        along.index_add_(0, p1, ang * d_radial[p1] * R2 - b * c * inv_r1)
+        along.index_add_(0, p2, ang * R1 * d_radial[p2] - b * c * inv_r2)
+        block = along[:, :, None] * unit[:, None, :]
+        block.index_add_(0, p1, (b * inv_r1)[:, :, None] * unit[p2][:, None, :])
+        block.index_add_(0, p2, (b * inv_r2)[:, :, None] * unit[p1][:, None, :])
         jac[:, columns] += block
     return features, jac
 
@@ -238,7 +237,12 @@ class FeatureEngine:
         for start in range(0, len(structures), chunk):
             part = structures[start : start + chunk]
             for offset, atoms in enumerate(part):
-                batch = AtomsBatch.from_atoms(atoms, dtype=dtype)
+                # descriptors and Jacobians in float64 while the closed form is checked, then
+                # in the training dtype; stored in the training dtype (float32 halves the
+                # memory of the Jacobian cache, the largest array of a training)
+                checked = self.analytic is True and self.n_checked >= 3
+                compute_dtype = dtype if checked else torch.float64
+                batch = AtomsBatch.from_atoms(atoms, dtype=compute_dtype)
                 try:
                     potential.check_elements(batch)
                 except DataError as exc:
@@ -270,19 +274,24 @@ class FeatureEngine:
                         jac = _descriptor_jacobian(features, vectors) if derivatives else None
                 items.append(
                     {
-                        "batch": batch,
-                        "features": features.detach(),
+                        "batch": AtomsBatch.from_atoms(atoms, dtype=dtype),
+                        "features": features.detach().to(dtype),
                         "centers": nl.centers,
                         "neighbors": nl.neighbors,
-                        "vectors": vectors.detach(),
-                        "jacobian": None if jac is None else jac.detach(),
+                        "vectors": vectors.detach().to(dtype),
+                        "jacobian": None if jac is None else jac.detach().to(dtype),
                     }
                 )
+                del jac, features, vectors
         self.items = items
         self.n_features = items[0]["features"].shape[1] if items else 0
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def features_per_structure(self) -> list[torch.Tensor]:
+        """The cached (unscaled) descriptors, one (n_atoms, F) tensor per structure."""
+        return [item["features"] for item in self.items]
 
     def memory_bytes(self) -> int:
         total = 0

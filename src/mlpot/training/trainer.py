@@ -325,7 +325,9 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
 
     # --- schedule -----------------------------------------------------------------------
-    def _lr(self, epoch: int, max_epochs: int) -> float:
+    def _lr(self, epoch: int, max_epochs: int, time_fraction: float = 0.0) -> float:
+        """Learning rate of an epoch; ``time_fraction`` (elapsed / time_limit_s) moves the
+        cosine/exponential decay forward when the time budget, not the epoch count, binds."""
         c = self.config
         base = c.learning_rate
         if c.scheduler in ("plateau", "constant"):
@@ -333,17 +335,20 @@ class Trainer:
         if epoch < c.warmup_epochs:
             return base * (epoch + 1) / (c.warmup_epochs + 1)
         span = max(1, max_epochs - c.warmup_epochs)
-        t = min(1.0, (epoch - c.warmup_epochs) / span)
+        t = min(1.0, max((epoch - c.warmup_epochs) / span, time_fraction))
         if c.scheduler == "cosine":
             return base * (
                 c.min_lr_factor + (1 - c.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * t))
             )
         return base * c.min_lr_factor**t  # exponential
 
-    def _weights(self, epoch: int, max_epochs: int) -> tuple[float, float, float]:
+    def _weights(
+        self, epoch: int, max_epochs: int, time_fraction: float = 0.0
+    ) -> tuple[float, float, float]:
         c = self.config
         w_e = c.energy_weight
-        if c.energy_weight_final is not None and epoch >= (1 - c.final_phase_fraction) * max_epochs:
+        progress = max(epoch / max(1, max_epochs), time_fraction)
+        if c.energy_weight_final is not None and progress >= 1 - c.final_phase_fraction:
             w_e = c.energy_weight_final
         return w_e, c.forces_weight, c.stress_weight
 
@@ -390,10 +395,6 @@ class Trainer:
             check_training_data(validation, c, "validation data")
 
         _seed_everything(c.seed)
-        fit_statistics = getattr(self.potential, "fit_statistics", None)
-        if fit_statistics is not None:
-            fit_statistics(train)
-        self.potential.to(self.dtype)
         t_setup = time.perf_counter()
         train_derivatives = c.forces_weight > 0 or c.stress_weight > 0
         train_engine = _make_engine(
@@ -405,6 +406,14 @@ class Trainer:
             if validation
             else None
         )
+        fit_statistics = getattr(self.potential, "fit_statistics", None)
+        if fit_statistics is not None:
+            cached = getattr(train_engine, "features_per_structure", None)
+            if cached is not None:  # reuse the cached descriptors: no second descriptor pass
+                fit_statistics(train, features=cached())
+            else:
+                fit_statistics(train)
+        self.potential.to(self.dtype)
         setup_s = time.perf_counter() - t_setup
 
         max_epochs = c.epochs_for(len(train))
@@ -470,10 +479,17 @@ class Trainer:
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 break
             t0 = time.perf_counter()
-            lr = self._lr(epoch, max_epochs) if plateau is None else optimizer.param_groups[0]["lr"]
+            time_fraction = (
+                (state["elapsed_s"] + setup_s) / c.time_limit_s if c.time_limit_s else 0.0
+            )
+            lr = (
+                self._lr(epoch, max_epochs, time_fraction)
+                if plateau is None
+                else optimizer.param_groups[0]["lr"]
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            weights = self._weights(epoch, max_epochs)
+            weights = self._weights(epoch, max_epochs, time_fraction)
             self.potential.train()
             sums = _Sums()
             order = torch.randperm(len(train_engine), generator=generator).tolist()
@@ -536,7 +552,9 @@ class Trainer:
             )
             if patience is not None and state["since_best"] >= patience:
                 state["finished"], state["stopped_because"] = True, "early_stopping"
-            elif c.time_limit_s is not None and state["elapsed_s"] >= c.time_limit_s:
+            elif c.time_limit_s is not None and (
+                state["elapsed_s"] + setup_s + epoch_time >= c.time_limit_s
+            ):  # the next epoch would overrun the budget (set-up + epochs)
                 state["finished"], state["stopped_because"] = True, "time_limit"
             elif state["epoch"] >= max_epochs:
                 state["finished"], state["stopped_because"] = True, "max_epochs"
@@ -547,6 +565,7 @@ class Trainer:
 
         if state["finished"] and state["best_state"] is not None:
             self.potential.load_state_dict(state["best_state"])
+            self.potential.to(torch.float64)  # the model is used (and saved) in float64
             self.log(
                 f"stopped ({state['stopped_because']}) after {state['epoch']} epochs; best "
                 f"epoch {state['best_epoch']}, validation loss {state['best_loss']:.4g}"
