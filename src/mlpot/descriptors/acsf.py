@@ -503,25 +503,15 @@ class ACSF(torch.nn.Module):
         entries = 2 * (4 + n_parts + n_species) + (n_pairs_el + 2) * n_parts + 2 * n_zl + 12
         budget = max(MAX_TRIPLETS_PER_CHUNK // entries, 1)
         triplets = (counts * (counts - 1) // 2).tolist()
-        if n_atoms * max(triplets) <= budget:
-            bounds, total_slots = [0, n_atoms], n_atoms * max(triplets)
-        else:  # greedy: extend a chunk while (centres × largest triangle) fits
-            bounds, largest, total_slots = [0], 0, 0
-            for a, t in enumerate(triplets):
-                largest_new = max(largest, t)
-                if (a - bounds[-1] + 1) * largest_new > budget and a > bounds[-1]:
-                    total_slots += (a - bounds[-1]) * largest
-                    bounds.append(a)
-                    largest_new = t
-                largest = largest_new
-            total_slots += (n_atoms - bounds[-1]) * largest
-            bounds.append(n_atoms)
+        bounds, total_slots = _chunk_bounds(triplets, budget)
         use_checkpoint = (
             len(bounds) > 2
             and total_slots * entries > min(CHECKPOINT_ENTRIES, MAX_TRIPLETS_PER_CHUNK * 16)
             and torch.is_grad_enabled()
             and vectors.requires_grad
         )
+        if use_checkpoint:  # fewer, larger chunks: each one costs a recomputation
+            bounds, _ = _chunk_bounds(triplets, 8 * budget)
         pair_bounds = [0, *pair_end[[b - 1 for b in bounds[1:]]].tolist()]
         start = pair_end - counts
         out = []
@@ -794,6 +784,25 @@ class _SlotContraction(torch.autograd.Function):
             for g, needed in zip(pieces, ctx.needs_input_grad[1:], strict=True)
         ]
         return grad_w, *grad_blocks
+
+
+def _chunk_bounds(triplets: list[int], budget: int) -> tuple[list[int], int]:
+    """Centre boundaries of chunks with (centres × largest triangle) ≤ budget, greedily, and
+    the total number of triplet slots."""
+    n = len(triplets)
+    if n * max(triplets) <= budget:
+        return [0, n], n * max(triplets)
+    bounds, largest, total = [0], 0, 0
+    for a, t in enumerate(triplets):
+        largest_new = max(largest, t)
+        if (a - bounds[-1] + 1) * largest_new > budget and a > bounds[-1]:
+            total += (a - bounds[-1]) * largest
+            bounds.append(a)
+            largest_new = t
+        largest = largest_new
+    total += (n - bounds[-1]) * largest
+    bounds.append(n)
+    return bounds, total
 
 
 def _pair_index(a: int, b: int) -> int:
