@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Idle OpenMP threads sleep rather than spin (set before torch loads; override by exporting it).
+# On a machine shared with other jobs, spinning threads make small torch ops 10-30x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mlpot._version import __version__
 from mlpot.errors import MlpotError
