@@ -31,7 +31,10 @@ import subprocess
 import sys
 import time
 
-import torch
+# idle OpenMP threads sleep instead of spinning (set before torch loads), as the CLI does
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from ase.build import bulk
 
 from mlpot.data.batch import AtomsBatch
