@@ -311,6 +311,7 @@ class HDNNP(Potential):
         structures: Sequence[ase.Atoms],
         batch_size: int = 32,
         features: Sequence[torch.Tensor] | None = None,
+        min_relative_spread: float = 0.0,
     ) -> None:
         """Fit feature statistics and reference energies on training structures.
 
@@ -325,6 +326,8 @@ class HDNNP(Potential):
 
         ``features``: the descriptors of ``structures`` already computed (one (n_atoms, F)
         tensor per structure, e.g. a training feature cache); then no descriptor pass is run.
+        ``min_relative_spread``: floor of each feature's sigma and max − min, relative to the
+        largest of the element's features (0 = the plain statistics).
         """
         structures = list(structures)
         if not structures:
@@ -378,6 +381,14 @@ class HDNNP(Potential):
             flat = (g_max - g_min) <= 1e-12 * torch.clamp(g_max.abs(), min=1.0)
             g_max = torch.where(flat, g_min + 1.0, g_max)
             sigma = torch.where(sigma <= 1e-12 * torch.clamp(mean.abs(), min=1.0), 1.0, sigma)
+            # a feature that barely varies in the training data (e.g. a narrow radial function
+            # centred below the shortest bond: sigma 1e-14 for Si) would be blown up by the
+            # scaling and turn any new structure with a slightly shorter bond into a wild
+            # extrapolation; the trainer floors its spread (min_relative_spread)
+            if min_relative_spread > 0 and not flat.all():
+                spread_floor = min_relative_spread * (g_max - g_min)[~flat].max()
+                g_max = torch.where(~flat, torch.maximum(g_max, g_min + spread_floor), g_max)
+                sigma = torch.clamp(sigma, min=min_relative_spread * sigma.max())
             net = self.networks[chemical_symbols[z]]
             net.feature_min.copy_(g_min)
             net.feature_max.copy_(g_max)

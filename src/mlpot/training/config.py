@@ -13,7 +13,7 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     ``elements`` (chemical symbols; default: those in the training data), ``cutoff`` (Å, 6.0),
     ``symmetry_functions`` (``default`` = ``ACSF.default(elements, cutoff)``, or a list of
     mappings with the fields of :class:`~mlpot.descriptors.acsf.SymmetryFunction` where
-    ``center``/``neighbors`` may be symbols), ``hidden_layers`` ([32, 32]), ``activation``
+    ``center``/``neighbors`` may be symbols), ``hidden_layers`` ([64, 64]), ``activation``
     (``tanh``), ``scaling`` (feature scaling, ``standard``).
 
 ``training:``
@@ -29,7 +29,9 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     steps, clamped to [``min_auto_epochs``, ``max_auto_epochs``]), ``target_steps``,
     ``early_stopping_patience`` (epochs without improvement of the validation loss; ``auto`` =
     a quarter of ``max_epochs``, at least 20; ``null`` = never), ``validation_fraction`` (seeded
-    split by structure, 0.1), ``time_limit_s`` (stop cleanly after this many seconds; ``null``),
+    split by structure, 0.1), ``time_limit_s`` (wall-clock budget of the fit, set-up
+    included, 720 s; the epochs get at least a quarter of it: the cosine decay is compressed
+    to end within it and training stops cleanly; ``null`` = no budget),
     ``cache_features`` (``auto``: for descriptor potentials, precompute descriptors and their
     derivatives once instead of every epoch), ``energy_weight_final`` (energy weight in the last
     ``final_phase_fraction`` of the epochs, a MACE-like second stage that sharpens energies;
@@ -67,7 +69,7 @@ class ModelConfig:
     elements: list[str] | None = None
     cutoff: float = 6.0
     symmetry_functions: Any = "default"
-    hidden_layers: list[int] = field(default_factory=lambda: [32, 32])
+    hidden_layers: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     scaling: str = "standard"
 
@@ -98,7 +100,7 @@ class TrainerConfig:
     max_auto_epochs: int = 2000
     early_stopping_patience: int | str | None = "auto"
     validation_fraction: float = 0.1
-    time_limit_s: float | None = None
+    time_limit_s: float | None = 720.0
     cache_features: bool | str = "auto"
 
     def validate(self) -> None:

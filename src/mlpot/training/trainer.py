@@ -45,6 +45,11 @@ from mlpot.models.potential import Potential, atomic_torch_save, compute_propert
 from mlpot.training.config import TrainerConfig
 
 CHECKPOINT = "checkpoint.pt"
+# floor of a feature's spread (sigma, max − min) relative to the largest of its element: a
+# feature that barely varies in the training data (a narrow radial function centred below the
+# shortest bond has sigma 1e-14 on mlearn Si) would otherwise be blown up by the scaling and
+# turn a test structure with a slightly shorter bond into a wild extrapolation
+FEATURE_SPREAD_FLOOR = 1e-2
 LOG_COLUMNS = [
     "epoch",
     "train_loss",
@@ -410,7 +415,7 @@ class Trainer:
         if fit_statistics is not None:
             cached = getattr(train_engine, "features_per_structure", None)
             if cached is not None:  # reuse the cached descriptors: no second descriptor pass
-                fit_statistics(train, features=cached())
+                fit_statistics(train, features=cached(), min_relative_spread=FEATURE_SPREAD_FLOOR)
             else:
                 fit_statistics(train)
         self.potential.to(self.dtype)
@@ -468,6 +473,10 @@ class Trainer:
             )
 
         selection = self._selection_weights()
+        # the time budget covers set-up and epochs, but the epochs get at least a quarter of it
+        training_budget_s = (
+            max(c.time_limit_s - setup_s, 0.25 * c.time_limit_s) if c.time_limit_s else None
+        )
         epochs_this_call = 0
         t_call = time.perf_counter()
         elapsed_before = state["elapsed_s"]
@@ -480,7 +489,7 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             time_fraction = (
-                (state["elapsed_s"] + setup_s) / c.time_limit_s if c.time_limit_s else 0.0
+                state["elapsed_s"] / training_budget_s if training_budget_s is not None else 0.0
             )
             lr = (
                 self._lr(epoch, max_epochs, time_fraction)
@@ -552,9 +561,9 @@ class Trainer:
             )
             if patience is not None and state["since_best"] >= patience:
                 state["finished"], state["stopped_because"] = True, "early_stopping"
-            elif c.time_limit_s is not None and (
-                state["elapsed_s"] + setup_s + epoch_time >= c.time_limit_s
-            ):  # the next epoch would overrun the budget (set-up + epochs)
+            elif training_budget_s is not None and (
+                state["elapsed_s"] + epoch_time >= training_budget_s
+            ):  # the next epoch would overrun the budget
                 state["finished"], state["stopped_because"] = True, "time_limit"
             elif state["epoch"] >= max_epochs:
                 state["finished"], state["stopped_because"] = True, "max_epochs"
