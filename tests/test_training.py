@@ -188,3 +188,39 @@ def test_saved_model_metrics_equal_recomputation(si_small, tmp_path):
     assert metrics["force_rmse_ev_per_angstrom"] == pytest.approx(np.sqrt(np.mean(f_err**2)))
     assert metrics["force_mae_ev_per_angstrom"] == pytest.approx(np.mean(np.abs(f_err)))
     json.dumps(metrics)
+
+
+def test_time_budget_compresses_the_schedule_and_stops(si_small):
+    """With a time budget far shorter than max_epochs, training stops on time with a decayed lr."""
+    config = _config(max_epochs=100000, time_limit_s=1.0, learning_rate=0.01)
+    result = Trainer(RadialToy(), config, log=lambda s: None).fit(si_small[:8])
+    assert result.finished and result.stopped_because == "time_limit"
+    assert result.epochs_run < 100000
+    lrs = [row["lr"] for row in result.history]
+    if len(lrs) > 1:  # the cosine decay runs on elapsed / budget, not epoch / 100000
+        assert lrs[-1] < 0.99 * lrs[0]
+    # the budget binds: at most one epoch past it (the set-up is far under 0.75 s here)
+    assert result.wall_time_s < 1.0 + 2 * max(row["epoch_time_s"] for row in result.history)
+
+
+def test_cached_features_give_the_descriptor_statistics(si_small):
+    """fit_statistics from a feature cache equals the descriptor pass; the spread floor binds."""
+    from mlpot.descriptors.acsf import ACSF
+    from mlpot.models.hdnnp import HDNNP
+    from mlpot.training.feature_cache import FeatureEngine
+
+    data = si_small[:3]
+    descriptor = ACSF.default([14], r_cut=4.0)
+    plain = HDNNP(descriptor, hidden_layers=(4,), scaling="standard", seed=0)
+    plain.fit_statistics(data)
+    engine = FeatureEngine(plain, data, torch.float64, derivatives=False)
+    cached = HDNNP(descriptor, hidden_layers=(4,), scaling="standard", seed=0)
+    cached.fit_statistics(data, features=engine.features_per_structure())
+    for a, b in zip(plain.state_dict().values(), cached.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    floored = HDNNP(descriptor, hidden_layers=(4,), scaling="standard", seed=0)
+    floored.fit_statistics(data, features=engine.features_per_structure(), min_relative_spread=0.1)
+    sigma, ref = floored.networks["Si"].feature_sigma, plain.networks["Si"].feature_sigma
+    assert torch.all(sigma >= 0.1 * ref.max() - 1e-12)
+    assert torch.equal(sigma[ref >= 0.1 * ref.max()], ref[ref >= 0.1 * ref.max()])
+    assert (ref < 0.1 * ref.max()).any()  # the default set has such features on Si
