@@ -488,9 +488,13 @@ class Trainer:
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 break
             t0 = time.perf_counter()
-            time_fraction = (
-                state["elapsed_s"] / training_budget_s if training_budget_s is not None else 0.0
-            )
+            # the schedule follows elapsed / budget only when the budget binds (the epochs at
+            # the pace so far would not fit in it), so unhurried runs stay reproducible
+            time_fraction = 0.0
+            if training_budget_s is not None and epoch > 0:
+                projected_s = state["elapsed_s"] / epoch * max_epochs
+                if projected_s > training_budget_s:
+                    time_fraction = state["elapsed_s"] / training_budget_s
             lr = (
                 self._lr(epoch, max_epochs, time_fraction)
                 if plateau is None
