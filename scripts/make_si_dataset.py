@@ -22,7 +22,7 @@ Modes (see docs/datasets.md):
 Run the generation in the background, niced, e.g.::
 
     nohup nice -n 19 .venv/bin/python scripts/make_si_dataset.py \\
-        > data_generation/generate.log 2>&1 &
+        >> data_generation/generate.log 2>&1 &
 
 Candidate groups (all Si): ``eos`` (2-atom diamond, energy–volume curve), ``strain_iso`` and
 ``strain_shear`` (8-atom diamond, strains up to ±6 %, lightly rattled), ``rattle8`` /
