@@ -380,6 +380,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
+    os.chmod(name, 0o644)  # mkstemp makes 0600; the bundled files are package data
     os.replace(name, path)
 
 
@@ -688,6 +689,7 @@ def finalize(args) -> int:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+    os.chmod(name, 0o644)
     os.replace(name, gz_path)
 
     convergence = None
