@@ -623,12 +623,15 @@ def converge(args) -> int:
 
 
 def versions() -> dict:
-    import gpaw
-
+    """Versions of the codes (GPAW entries None where GPAW is not installed)."""
+    try:
+        import gpaw
+    except ImportError:
+        gpaw = None
     return {
-        "gpaw": gpaw.__version__,
+        "gpaw": gpaw.__version__ if gpaw else None,
         "ase": ase.__version__,
-        "libxc": gpaw.get_libraries().get("libxc", ""),
+        "libxc": gpaw.get_libraries().get("libxc", "") if gpaw else None,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "gpaw_data": _package_version("gpaw-data"),
