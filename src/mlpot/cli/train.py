@@ -4,9 +4,10 @@
     mlpot train --descriptors desc.npy --labels label.npy --out DIR [--seed N]
     mlpot train --print-config
 
-Everything has a default (elements from the data, ``ACSF.default`` symmetry functions, a 2×32
-tanh network, Adam with a cosine schedule, a seeded 10 % validation split, the epoch count
-scaled by the data size); the YAML keys are documented in :mod:`mlpot.training.config`.
+Everything has a default (elements from the data, ``ACSF.default`` symmetry functions, a 2×64
+tanh network trained in float32, Adam with a cosine schedule, a seeded 10 % validation split,
+the epoch count scaled by the data size, a 720 s wall-clock budget for set-up and training);
+the YAML keys are documented in :mod:`mlpot.training.config`.
 ``--out DIR`` holding a ``checkpoint.pt`` from an interrupted run resumes it.
 """
 
