@@ -39,7 +39,8 @@ def gates_demo(out_dir: str | Path) -> Demo:
         w = ", ".join(f"{v:.2f}" for v in run.perceptron.weights)
         parts.append(
             f"{name}: errors per epoch {run.errors_per_epoch} -> converged after "
-            f"{len(run.errors_per_epoch)} epochs, w = ({w}), theta = {run.perceptron.threshold:.2f}, "
+            f"{len(run.errors_per_epoch)} epochs, w = ({w}), "
+            f"theta = {run.perceptron.threshold:.2f}, "
             f"truth table {perceptron.truth_table(run.perceptron)}"
         )
     files = [plots.plot_gates(perceptron.GATES, out / "gates.png")]
@@ -47,7 +48,8 @@ def gates_demo(out_dir: str | Path) -> Demo:
 
 
 def xor_demo(out_dir: str | Path, epochs: int = 1000) -> Demo:
-    """XOR defeats one perceptron (rule never converges, not linearly separable); two layers do it."""
+    """XOR defeats one perceptron (the rule never converges; not linearly separable); two layers
+    do it."""
     out = Path(out_dir)
     xor = perceptron.TRUTH_TABLES["XOR"]
     run = perceptron.train_perceptron(xor, epochs=epochs)
@@ -107,18 +109,19 @@ def mlp_demo(out_dir: str | Path) -> Demo:
     names = [f"{k}{i + 1}" for i in range(len(check.weights)) for k in ("W", "b")]
     parts.append("Hand-written backprop vs PyTorch autograd (float64), 2-3-1 sigmoid network:")
     parts.append(f"  loss {loss:.12f} vs {loss_t:.12f}")
-    for name, g, gt in zip(names, grads, grads_t):
+    for name, g, gt in zip(names, grads, grads_t, strict=True):
         parts.append(f"  dL/d{name}: max |difference| {np.max(np.abs(g - gt)):.1e}")
     net, xor_losses = mlp.train_xor()
     outputs = net(mlp.XOR_INPUTS).ravel()
     parts.append("XOR learned by a 2-4-1 sigmoid MLP (5000 epochs of gradient descent, eta = 2):")
     parts.append("  x1 x2 | output | target")
-    for x, y, t in zip(mlp.XOR_INPUTS, outputs, mlp.XOR_TARGETS.ravel()):
+    for x, y, t in zip(mlp.XOR_INPUTS, outputs, mlp.XOR_TARGETS.ravel(), strict=True):
         parts.append(f"   {x[0]:.0f}  {x[1]:.0f} | {y:.4f} | {t:.0f}")
     parts.append(f"  loss {xor_losses[0]:.4f} -> {xor_losses[-1]:.2e}")
     sine = mlp.fit_sine()
     parts.append(
-        f"sin(x) on [-pi, pi], 1-16-1 tanh network, 20000 epochs: RMSE train {sine.rmse_train:.4f}, "
+        "sin(x) on [-pi, pi], 1-16-1 tanh network, 20000 epochs: "
+        f"RMSE train {sine.rmse_train:.4f}, "
         f"held out {sine.rmse_test:.4f}"
     )
     files = [
@@ -130,7 +133,7 @@ def mlp_demo(out_dir: str | Path) -> Demo:
         ),
         plots.plot_fit(sine, np.sin, out / "sin_fit.png", "x", "sin(x)", "1-16-1 tanh fit"),
     ]
-    return Demo("\n".join(parts), files, {"xor_outputs": outputs, "sine": sine})
+    return Demo("\n".join(parts), files, {"xor_net": net, "xor_losses": xor_losses, "sine": sine})
 
 
 def dimer_demo(out_dir: str | Path) -> Demo:
@@ -171,4 +174,4 @@ def dimer_demo(out_dir: str | Path) -> Demo:
             "gradient descent: loss per epoch",
         ),
     ]
-    return Demo("\n".join(parts), files, {"fit": fit, "report": report})
+    return Demo("\n".join(parts), files, {"fit": fit, "report": report, "models": models})

@@ -256,6 +256,6 @@ def invariance_demo(n_train: int = 200, n_test: int = 100, epochs: int = 3000, s
         energies[kind] = (model.energy(probe), model.energy(rotated), model.energy(swapped))
         pred = np.array([model.energy(p) for p in test])
         rmse[kind] = float(np.sqrt(np.mean((pred - e_test) ** 2)))
-        pred_rot = np.array([model.energy(p @ q.T) for p, q in zip(test, rotations)])
+        pred_rot = np.array([model.energy(p @ q.T) for p, q in zip(test, rotations, strict=True)])
         change[kind] = float(np.mean(np.abs(pred_rot - pred)))
     return InvarianceReport(energies, rmse, change), models

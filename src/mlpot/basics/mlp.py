@@ -45,7 +45,7 @@ def _check_activation(name: str) -> None:
 
 @dataclass
 class ForwardCache:
-    """Inputs a_{l−1}, pre-activations z_l and outputs a_l of every layer (for the backward pass)."""
+    """Inputs a_{l−1}, pre-activations z_l and outputs a_l of every layer (for backward)."""
 
     inputs: list[np.ndarray]
     preactivations: list[np.ndarray]
@@ -80,13 +80,13 @@ class MLP:
         self.output_activation = output_activation
         self.weights = [
             rng.normal(0.0, weight_scale / np.sqrt(n_in), size=(n_in, n_out))
-            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
         ]
         self.biases = [np.zeros(n_out) for n_out in sizes[1:]]
 
     def parameters(self) -> list[np.ndarray]:
         """[W_1, b_1, W_2, b_2, ...] (the arrays themselves, not copies)."""
-        return [p for wb in zip(self.weights, self.biases) for p in wb]
+        return [p for wb in zip(self.weights, self.biases, strict=True) for p in wb]
 
     def _activation(self, layer: int) -> str:
         last = layer == len(self.weights) - 1
@@ -98,7 +98,7 @@ class MLP:
         if a.ndim != 2 or a.shape[1] != self.sizes[0]:
             raise ParameterError(f"inputs must have shape (N, {self.sizes[0]}), got {a.shape}")
         cache = ForwardCache([], [], [])
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             z = a @ w + b
             cache.inputs.append(a)
             cache.preactivations.append(z)
@@ -136,7 +136,7 @@ class MLP:
 
     def step(self, grads: list[np.ndarray], learning_rate: float) -> None:
         """Gradient descent: w ← w − η ∂L/∂w, in place."""
-        for p, g in zip(self.parameters(), grads):
+        for p, g in zip(self.parameters(), grads, strict=True):
             p -= learning_rate * g
 
     def train(

@@ -48,7 +48,7 @@ class Perceptron:
         """w·x (before comparison with θ)."""
         if len(x) != len(self.weights):
             raise ParameterError(f"perceptron has {len(self.weights)} inputs, got {len(x)}")
-        return float(sum(w * xi for w, xi in zip(self.weights, x)))
+        return float(sum(w * xi for w, xi in zip(self.weights, x, strict=True)))
 
     def __call__(self, x: Sequence[float]) -> int:
         s = self.weighted_sum(x)
@@ -171,7 +171,7 @@ def train_perceptron(
     errors: list[int] = []
     for _ in range(epochs):
         n_wrong = 0
-        for x, t in zip(BINARY_INPUTS, targets):
+        for x, t in zip(BINARY_INPUTS, targets, strict=True):
             y = int(np.dot(w, x) > theta)
             if y != t:
                 n_wrong += 1
@@ -193,7 +193,7 @@ def count_separating_parameters(
     values = np.arange(-limit, limit + step / 2, step)
     w1, w2, theta = np.meshgrid(values, values, values, indexing="ij")
     ok = np.ones(w1.shape, dtype=bool)
-    for (x1, x2), t in zip(BINARY_INPUTS, targets):
+    for (x1, x2), t in zip(BINARY_INPUTS, targets, strict=True):
         fires = w1 * x1 + w2 * x2 > theta
         ok &= fires == bool(t)
     return int(ok.sum()), int(ok.size)
@@ -205,7 +205,7 @@ def linearly_separable(targets: Sequence[int]) -> bool:
     from scipy.optimize import linprog
 
     rows, rhs = [], []
-    for (x1, x2), t in zip(BINARY_INPUTS, targets):
+    for (x1, x2), t in zip(BINARY_INPUTS, targets, strict=True):
         sign = -1.0 if t else 1.0  # t=1: −(w·x − θ) ≤ −1 ; t=0: (w·x − θ) ≤ −1
         rows.append([sign * x1, sign * x2, -sign])
         rhs.append(-1.0)

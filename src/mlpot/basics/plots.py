@@ -41,7 +41,7 @@ def plot_gates(gates: dict, path: str | Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(gates), figsize=(3.6 * len(gates), 3.6))
     xs = np.linspace(-0.5, 1.5, 50)
-    for ax, (name, p) in zip(np.atleast_1d(axes), gates.items()):
+    for ax, (name, p) in zip(np.atleast_1d(axes), gates.items(), strict=True):
         for x in BINARY_INPUTS:
             y = p(x)
             ax.scatter(*x, s=120, c="tab:red" if y else "white", edgecolors="k", zorder=3)
