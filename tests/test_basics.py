@@ -257,6 +257,16 @@ def test_cli_printed_tables(cli_runs):
     assert "   1  1 | +0.90 | 1" in gates_text and "   1  1 | -0.50 | 0" in gates_text
 
 
+def test_cli_unwritable_out_folder(tmp_path, capsys):
+    from mlpot.cli.main import main
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    assert main(["basics", "gates", "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "--out" in err
+
+
 def test_cli_unknown_topic(capsys):
     from mlpot.cli.main import main
 

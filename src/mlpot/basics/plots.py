@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpot.errors import MlpotError
+
 
 def _pyplot():
     import matplotlib
@@ -21,8 +23,14 @@ def _pyplot():
 def save_figure(fig, path: str | Path) -> Path:
     """Write ``fig`` as PNG through a temporary file in the same folder + os.replace; close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    except OSError as exc:
+        _pyplot().close(fig)
+        raise MlpotError(
+            f"cannot write {path}: {exc.strerror or exc}; choose another folder with --out"
+        ) from exc
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")
