@@ -95,7 +95,7 @@ class TrainerConfig:
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     max_epochs: int | str = "auto"
-    target_steps: int = 15000
+    target_steps: int = 60000
     min_auto_epochs: int = 30
     max_auto_epochs: int = 2000
     early_stopping_patience: int | str | None = "auto"
