@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 from mlpot.descriptors import ACSF
 from mlpot.models.hdnnp import HDNNP
@@ -19,8 +19,12 @@ def random_hdnnp():
 
 def quartz_like():
     atoms = bulk("Si", "diamond", a=5.6, cubic=True)
-    atoms = atoms + Atoms("O4", positions=[[1.3, 1.5, 0.2], [3.9, 1.2, 2.5], [0.4, 3.8, 4.1], [2.8, 4.6, 1.4]])
-    atoms.set_cell(atoms.cell[:] @ np.array([[1, 0.05, 0], [0, 1, 0.08], [0.03, 0, 1]]), scale_atoms=True)
+    atoms = atoms + Atoms(
+        "O4", positions=[[1.3, 1.5, 0.2], [3.9, 1.2, 2.5], [0.4, 3.8, 4.1], [2.8, 4.6, 1.4]]
+    )
+    atoms.set_cell(
+        atoms.cell[:] @ np.array([[1, 0.05, 0], [0, 1, 0.08], [0.03, 0, 1]]), scale_atoms=True
+    )
     atoms.rattle(0.05, seed=9)
     return atoms
 
@@ -44,7 +48,9 @@ def test_forces_and_stress_equal_finite_differences(random_hdnnp):
 def test_molecule_without_cell(random_hdnnp):
     atoms = Atoms("SiO2", positions=[[0, 0, 0], [1.6, 0, 0], [-1.5, 0.4, 0.1]])
     atoms.calc = random_hdnnp.calculator()
-    np.testing.assert_allclose(atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-5), atol=1e-7)
+    np.testing.assert_allclose(
+        atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-5), atol=1e-7
+    )
     np.testing.assert_allclose(atoms.get_forces().sum(axis=0), 0, atol=1e-10)  # no net force
     with pytest.raises(PropertyNotImplementedError):
         atoms.get_stress()
@@ -53,9 +59,15 @@ def test_molecule_without_cell(random_hdnnp):
 def test_imported_n2p2_potential_finite_differences(shared_data):
     import mlpot
 
-    pot = mlpot.load(shared_data / "mlearn_Si" / "n2p2_potential", length_unit="bohr", energy_unit="hartree")
+    pot = mlpot.load(
+        shared_data / "mlearn_Si" / "n2p2_potential", length_unit="bohr", energy_unit="hartree"
+    )
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.rattle(0.08, seed=2)
     atoms.calc = pot.calculator()
-    np.testing.assert_allclose(atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-5), atol=1e-6)
-    np.testing.assert_allclose(atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-6), atol=1e-7)
+    np.testing.assert_allclose(
+        atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-5), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-6), atol=1e-7
+    )

@@ -22,8 +22,16 @@ def argon():
 def test_nve_conserves_energy(argon, tmp_path):
     pot = LennardJones(**LJ)
     summary = run_md(
-        pot, argon, ensemble="nve", temperature_k=40, timestep_fs=2.0, steps=200,
-        trajectory=tmp_path / "t.extxyz", log=tmp_path / "t.csv", interval=20, progress=False,
+        pot,
+        argon,
+        ensemble="nve",
+        temperature_k=40,
+        timestep_fs=2.0,
+        steps=200,
+        trajectory=tmp_path / "t.extxyz",
+        log=tmp_path / "t.csv",
+        interval=20,
+        progress=False,
     )
     # Bound: velocity Verlet at dt = 2 fs for Ar at 40 K keeps |ΔE_tot| far below k_B T per atom
     # (3.4 meV); we ask 0.05 meV/atom, while the kinetic energy fluctuates by ~1 meV/atom.
@@ -38,8 +46,15 @@ def test_nve_conserves_energy(argon, tmp_path):
 def test_nvt_reaches_target_temperature(argon):
     pot = LennardJones(**LJ)
     summary = run_md(
-        pot, argon, ensemble="nvt", temperature_k=60, timestep_fs=5.0, steps=800,
-        friction_per_fs=0.05, progress=False, seed=1,
+        pot,
+        argon,
+        ensemble="nvt",
+        temperature_k=60,
+        timestep_fs=5.0,
+        steps=800,
+        friction_per_fs=0.05,
+        progress=False,
+        seed=1,
     )
     # Langevin: the time average of T over the second half equals the target within the
     # statistical error of 32 atoms (relative std of T per frame ~ sqrt(2/(3N)) = 14 %).

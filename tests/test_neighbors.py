@@ -18,7 +18,7 @@ def random_structure(rng, n, cell, pbc):
 def pair_set(i, j, shifts, d):
     return sorted(
         (int(a), int(b), tuple(int(x) for x in s), round(float(r), 8))
-        for a, b, s, r in zip(i, j, shifts, d)
+        for a, b, s, r in zip(i, j, shifts, d, strict=True)
     )
 
 

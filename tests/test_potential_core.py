@@ -1,9 +1,9 @@
 """The shared Potential machinery: forces and stress by autograd equal finite differences."""
 
 import numpy as np
-from ase.calculators.fd import calculate_numerical_stress
 import pytest
 from ase.build import bulk
+from ase.calculators.fd import calculate_numerical_stress
 from ase.calculators.lj import LennardJones as AseLJ
 
 from mlpot.models import LennardJones
@@ -13,7 +13,10 @@ from mlpot.models import LennardJones
 def argon():
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
     atoms.rattle(0.1, seed=3)
-    atoms.set_cell(atoms.cell[:] @ np.array([[1.0, 0.02, 0], [0, 1.0, -0.03], [0.01, 0, 1.0]]), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell[:] @ np.array([[1.0, 0.02, 0], [0, 1.0, -0.03], [0.01, 0, 1.0]]),
+        scale_atoms=True,
+    )
     return atoms
 
 

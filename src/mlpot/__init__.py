@@ -13,9 +13,7 @@ from mlpot._version import __version__
 from mlpot.errors import MlpotError
 
 
-def load(
-    path: str | os.PathLike, length_unit: str = "angstrom", energy_unit: str = "ev"
-):
+def load(path: str | os.PathLike, length_unit: str = "angstrom", energy_unit: str = "ev"):
     """Load a potential: an mlpot model file, or an n2p2 potential directory.
 
     n2p2 files do not state their units: say them with ``length_unit`` ("angstrom"/"bohr") and

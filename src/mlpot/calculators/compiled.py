@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from mlpot._atomic import atomic_output
 from mlpot.data.batch import AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
 from mlpot.errors import ModelFileError
@@ -125,9 +125,6 @@ def save_compiled(
     """
     path = Path(path)
     module = compile_potential(potential, example)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     meta = {
         "cutoff_angstrom": potential.cutoff,
         "elements": potential.elements,
@@ -136,16 +133,8 @@ def save_compiled(
         "signature": SIGNATURE,
         "neighbor_list": "full list, r_ij = positions[j] - positions[i] + shifts @ cell",
     }
-    try:
-        torch.jit.save(module, tmp, _extra_files={"mlpot.json": json.dumps(meta)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={"mlpot.json": json.dumps(meta)})
     return path
 
 

@@ -117,8 +117,12 @@ def run_md(
         dyn = VelocityVerlet(atoms, timestep=dt)
     elif ensemble == "nvt":
         dyn = Langevin(
-            atoms, timestep=dt, temperature_K=temperature_k,
-            friction=friction_per_fs / units.fs, rng=rng, fixcm=False,
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_k,
+            friction=friction_per_fs / units.fs,
+            rng=rng,
+            fixcm=False,
         )
         if not atoms.constraints:
             from ase.constraints import FixCom
@@ -219,7 +223,9 @@ def relax(
 
     def report():
         fmax_now = float(np.sqrt((target.get_forces() ** 2).sum(axis=1)).max())
-        bar.update(min(opt.nsteps, steps), f"E={atoms.get_potential_energy():.6f} eV fmax={fmax_now:.4f}")
+        bar.update(
+            min(opt.nsteps, steps), f"E={atoms.get_potential_energy():.6f} eV fmax={fmax_now:.4f}"
+        )
         if trajectory:
             frame = atoms.copy()
             frame.calc = None

@@ -7,8 +7,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("md", help="run molecular dynamics (ASE integrators) with a potential")
     p.add_argument("model", help="model file (model.pt) or n2p2 potential directory")
     p.add_argument("structure", help="starting structure (any file ASE reads; last frame used)")
-    p.add_argument("--ensemble", choices=["nve", "nvt", "nvt-nose-hoover"], default="nvt",
-                   help="nve: velocity Verlet; nvt: Langevin; nvt-nose-hoover: Nosé–Hoover chain")
+    p.add_argument(
+        "--ensemble",
+        choices=["nve", "nvt", "nvt-nose-hoover"],
+        default="nvt",
+        help="nve: velocity Verlet; nvt: Langevin; nvt-nose-hoover: Nosé–Hoover chain",
+    )
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
     p.add_argument("--steps", type=int, default=1000)
@@ -33,12 +37,22 @@ def run(args) -> int:
     atoms = read_structures(args.structure, index="-1")[0]
     log = args.log or str(Path(args.out).with_suffix(".csv"))
     summary = run_md(
-        potential, atoms, ensemble=args.ensemble, temperature_k=args.temperature,
-        timestep_fs=args.timestep, steps=args.steps, trajectory=args.out, log=log,
-        interval=args.interval, friction_per_fs=args.friction, seed=args.seed,
+        potential,
+        atoms,
+        ensemble=args.ensemble,
+        temperature_k=args.temperature,
+        timestep_fs=args.timestep,
+        steps=args.steps,
+        trajectory=args.out,
+        log=log,
+        interval=args.interval,
+        friction_per_fs=args.friction,
+        seed=args.seed,
     )
     n = len(atoms)
-    print(f"mean temperature {summary.temperature_k[len(summary.temperature_k) // 2:].mean():.1f} K "
-          f"(second half); total-energy drift {summary.energy_drift_mev_per_atom(n):.3f} meV/atom")
+    print(
+        f"mean temperature {summary.temperature_k[len(summary.temperature_k) // 2 :].mean():.1f} K "
+        f"(second half); total-energy drift {summary.energy_drift_mev_per_atom(n):.3f} meV/atom"
+    )
     print(f"trajectory: {args.out}\nlog: {log}")
     return 0

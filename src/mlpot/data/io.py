@@ -10,7 +10,6 @@ removed. :func:`summarize` is the text of ``mlpot info``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import ase.io
 import numpy as np
 from ase.stress import voigt_6_to_full_3x3_stress
 
+from mlpot._atomic import atomic_output
 from mlpot.data.batch import REF_ENERGY, REF_FORCES, REF_STRESS
 from mlpot.data.validate import validate_structures
 from mlpot.errors import DataError
@@ -293,16 +293,8 @@ def write_structures(
     if (length_unit, energy_unit) != ("angstrom", "ev"):
         raise DataError(f"{path}: extxyz files are written in Å and eV only")
     frames = [_for_extxyz(atoms) for atoms in structures]
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            ase.io.write(handle, frames, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        ase.io.write(str(tmp), frames, format="extxyz")
 
 
 def _for_extxyz(atoms: ase.Atoms) -> ase.Atoms:

@@ -20,7 +20,7 @@ from mlpot.errors import DataError, ParameterError
 
 @dataclass
 class NeighborList:
-    """Pairs (centers[p], neighbors[p]) within ``cutoff`` (Å), with integer cell ``shifts`` (P, 3)."""
+    """Pairs (centers[p], neighbors[p]) within ``cutoff`` Å, with integer cell ``shifts`` (P, 3)."""
 
     centers: torch.Tensor
     neighbors: torch.Tensor

@@ -1,1 +1,1 @@
-"""Interoperability with other codes' layouts: n2p2 files, DScribe feature order, sample_NNP arrays."""
+"""Interoperability with other codes: n2p2 files, DScribe feature order, sample_NNP arrays."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 from ase.units import Bohr, Hartree
 
+from mlpot._atomic import atomic_write_text
 from mlpot.errors import ModelFileError, ParameterError
 from mlpot.models.activations import N2P2_CODES, N2P2_LETTERS
 
@@ -572,18 +572,6 @@ def load_n2p2_potential(
 # ------------------------------------------------------------------------------------------
 # export
 # ------------------------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _exact(value: float) -> str:
     """A float as text that reads back to the identical double."""
     return repr(float(value))
@@ -800,7 +788,7 @@ def export_n2p2(model, directory: str | os.PathLike, comment: str | None = None)
 
     directory.mkdir(parents=True, exist_ok=True)
     for z, text in weight_texts.items():
-        _atomic_write_text(directory / f"weights.{z:03d}.data", text)
-    _atomic_write_text(directory / "scaling.data", scaling_text)
-    _atomic_write_text(directory / "input.nn", "\n".join(out) + "\n")
+        atomic_write_text(directory / f"weights.{z:03d}.data", text)
+    atomic_write_text(directory / "scaling.data", scaling_text)
+    atomic_write_text(directory / "input.nn", "\n".join(out) + "\n")
     return directory

@@ -25,7 +25,6 @@ structure periodic in all three directions.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 from ase.units import Bohr, Hartree
 
+from mlpot._atomic import atomic_write_text
 from mlpot.data.batch import REF_ENERGY, REF_FORCES
 from mlpot.errors import DataError, ParameterError
 
@@ -279,18 +279,3 @@ def write_n2p2_data(
         structures = [structures]
     text = format_n2p2_data(structures, length_unit, energy_unit, source=str(path))
     atomic_write_text(path, text)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + os.replace."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

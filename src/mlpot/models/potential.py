@@ -16,7 +16,6 @@ with :func:`register_potential`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import ase
 import torch
 
+from mlpot._atomic import atomic_output
 from mlpot._version import __version__
 from mlpot.data.batch import AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
@@ -71,9 +71,7 @@ class Potential(torch.nn.Module):
 
             bad = ", ".join(chemical_symbols[z] for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in self.elements)
-            first = int(
-                batch.structure_index[torch.isin(batch.numbers, torch.tensor(unknown))][0]
-            )
+            first = int(batch.structure_index[torch.isin(batch.numbers, torch.tensor(unknown))][0])
             raise DataError(
                 f"structure {first}: element(s) {bad} not covered by this potential "
                 f"(it knows {known}); train a model that includes them"
@@ -109,7 +107,7 @@ class Potential(torch.nn.Module):
         forces: bool = True,
         stress: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Energy (and forces/stress) of ``ase.Atoms`` or a batch; see :func:`compute_properties`."""
+        """Energy (and forces/stress) of ``ase.Atoms`` or a batch (see compute_properties)."""
         if isinstance(structures, AtomsBatch):
             batch = structures
         else:
@@ -169,10 +167,8 @@ def compute_properties(
     if not need_grad:
         return out
     wrt = ([leaf_positions] if forces else []) + ([strain] if stress else [])
-    grads = torch.autograd.grad(
-        energy.sum(), wrt, create_graph=create_graph, allow_unused=True
-    )
-    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
+    grads = torch.autograd.grad(energy.sum(), wrt, create_graph=create_graph, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True)]
     if forces:
         out["forces"] = -grads[0]
     if stress:
@@ -188,17 +184,8 @@ def compute_properties(
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_potential(path: str | os.PathLike, **kwargs) -> Potential:
@@ -215,7 +202,9 @@ def load_potential(path: str | os.PathLike, **kwargs) -> Potential:
     kind = payload["kind"]
     _import_all_models()
     if kind not in _REGISTRY:
-        raise ModelFileError(f"{path}: unknown potential kind {kind!r} (known: {sorted(_REGISTRY)})")
+        raise ModelFileError(
+            f"{path}: unknown potential kind {kind!r} (known: {sorted(_REGISTRY)})"
+        )
     potential = _REGISTRY[kind].from_config(payload["config"])
     dtype = getattr(torch, payload.get("dtype", "torch.float64").replace("torch.", ""))
     potential = potential.to(dtype)

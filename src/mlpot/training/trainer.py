@@ -24,10 +24,8 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ import ase
 import numpy as np
 import torch
 
+from mlpot._atomic import atomic_write_text
 from mlpot.data.batch import REF_ENERGY, REF_FORCES, REF_STRESS, AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
 from mlpot.errors import DataError, ParameterError
@@ -267,21 +266,9 @@ class TrainingResult:
     elapsed_before_s: float = 0.0  # training time of earlier (interrupted) calls
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically."""
-    _atomic_write_text(Path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_log_csv(path: str | Path, history: Sequence[dict]) -> None:
@@ -291,7 +278,7 @@ def write_log_csv(path: str | Path, history: Sequence[dict]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    _atomic_write_text(Path(path), buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _format_time(seconds: float) -> str:
