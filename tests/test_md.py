@@ -90,3 +90,27 @@ def test_bad_md_parameters(argon):
         run_md(pot, argon, ensemble="npt", progress=False)
     with pytest.raises(ParameterError, match="timestep"):
         run_md(pot, argon, timestep_fs=-1, progress=False)
+
+
+def test_md_and_relax_cli(argon, tmp_path):
+    """`mlpot md` / `mlpot relax` on a saved model: files written, NVE conserves energy."""
+    import csv
+
+    from ase.io import write
+
+    from mlpot.cli.main import main
+
+    model = tmp_path / "lj.pt"
+    LennardJones(**LJ).save(model)
+    start = tmp_path / "start.extxyz"
+    write(start, argon)
+    traj = tmp_path / "md.extxyz"
+    argv = ["md", str(model), str(start), "--ensemble", "nve", "--temperature", "40"]
+    assert main(argv + ["--timestep", "2", "--steps", "40", "--out", str(traj)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "md.csv")))
+    total = np.array([float(r["total_eV"]) for r in rows])
+    assert len(read(traj, ":")) == 5 and np.ptp(total) / len(argon) < 5e-5
+    relaxed = tmp_path / "relaxed.extxyz"
+    assert main(["relax", str(model), str(start), "--out", str(relaxed), "--fmax", "1e-3"]) == 0
+    assert np.abs(read(relaxed).get_forces()).max() < 1e-3
+    assert main(["md", str(tmp_path / "missing.pt"), str(start)]) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mlpot.cli._model_args import add_model_arguments, load_model
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -12,7 +14,7 @@ def add_parser(sub) -> None:
         "hdnnp, or as a TorchScript file (energy, forces, virial; runs with libtorch alone, "
         "see docs/compiled.md).",
     )
-    p.add_argument("model", help="mlpot model file (or an n2p2 potential directory)")
+    add_model_arguments(p)
     p.add_argument(
         "directory",
         metavar="OUTPUT",
@@ -21,23 +23,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--format", default="n2p2", choices=["n2p2", "torchscript"], help="output format"
     )
-    p.add_argument(
-        "--length-unit",
-        default="angstrom",
-        help="length unit of MODEL when it is an n2p2 directory (angstrom, bohr)",
-    )
-    p.add_argument(
-        "--energy-unit",
-        default="ev",
-        help="energy unit of MODEL when it is an n2p2 directory (ev, hartree)",
-    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import mlpot
-
-    model = mlpot.load(args.model, length_unit=args.length_unit, energy_unit=args.energy_unit)
+    model = load_model(args)
     if args.format == "torchscript":
         from mlpot.calculators.compiled import save_compiled
 

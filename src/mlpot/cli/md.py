@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from mlpot.cli._model_args import add_model_arguments, load_model
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("md", help="run molecular dynamics (ASE integrators) with a potential")
-    p.add_argument("model", help="model file (model.pt) or n2p2 potential directory")
+    add_model_arguments(p)
     p.add_argument("structure", help="starting structure (any file ASE reads; last frame used)")
     p.add_argument(
         "--ensemble",
@@ -21,19 +23,16 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="traj.extxyz", help="trajectory (extxyz, appended as it runs)")
     p.add_argument("--log", default=None, help="CSV log (default: OUT with .csv)")
-    p.add_argument("--length-unit", default="angstrom", help="n2p2 directories: file length unit")
-    p.add_argument("--energy-unit", default="ev", help="n2p2 directories: file energy unit")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    import mlpot
     from mlpot.calculators.md import run_md
     from mlpot.data.io import read_structures
 
-    potential = mlpot.load(args.model, length_unit=args.length_unit, energy_unit=args.energy_unit)
+    potential = load_model(args)
     atoms = read_structures(args.structure, index="-1")[0]
     log = args.log or str(Path(args.out).with_suffix(".csv"))
     summary = run_md(

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+from mlpot.cli._model_args import add_model_arguments, load_model
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("relax", help="relax a structure (FIRE), optionally with the cell")
-    p.add_argument("model", help="model file (model.pt) or n2p2 potential directory")
+    add_model_arguments(p)
     p.add_argument("structure", help="structure file (any file ASE reads; last frame used)")
     p.add_argument("--cell", action="store_true", help="relax the cell too")
     p.add_argument("--fmax", type=float, default=0.01, help="force criterion, eV/Å")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--out", default="relaxed.extxyz", help="relaxed structure (extxyz)")
-    p.add_argument("--length-unit", default="angstrom", help="n2p2 directories: file length unit")
-    p.add_argument("--energy-unit", default="ev", help="n2p2 directories: file energy unit")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import mlpot
     from mlpot.calculators.md import relax
     from mlpot.data.io import read_structures, write_structures
 
-    potential = mlpot.load(args.model, length_unit=args.length_unit, energy_unit=args.energy_unit)
+    potential = load_model(args)
     atoms = read_structures(args.structure, index="-1")[0]
     relaxed, converged = relax(
         potential, atoms, fmax=args.fmax, steps=args.steps, relax_cell=args.cell
