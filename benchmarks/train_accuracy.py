@@ -35,6 +35,13 @@ def main() -> int:
         help="multiply the reference forces of the tio2 file by this (see README: the file's "
         "forces are 27.2x too large for its energies; 1/27.211 = 0.036749 makes them consistent)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one default, e.g. --set training.forces_weight=0.1 (YAML value syntax)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -46,6 +53,15 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix=f"mlpot_{args.dataset}_"))
     t0 = time.perf_counter()
     config = Config()
+    for item in args.set:
+        import yaml
+
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        target = getattr(config, section)
+        if not hasattr(target, name):
+            parser.error(f"--set {item}: no option {key}")
+        setattr(target, name, yaml.safe_load(value))
     if args.dataset == "mlearn_si":
         metrics = train_from_files(
             DATA / "mlearn_Si" / "train.extxyz",

@@ -470,3 +470,62 @@ def test_uncovered_element_raises_data_error():
     bad.numbers[1] = 8
     with pytest.raises(DataError, match=r"structure 1: element\(s\) O"):
         acsf.compute([good, bad])
+
+
+# ---------------------------------------------------------------------------------------
+# the fused C++ kernel of the angular sums
+
+
+def cosine_cutoff_set():
+    """G2, G4 and G5 with shifts, inner cutoffs, integer and non-integer zeta; cosine cutoffs."""
+    fs = []
+    for k in range(4):
+        fs.append(SymmetryFunction("G2", 8, (1,), 4.0, 0.3, 0.4 * k))
+        fs.append(
+            SymmetryFunction(
+                "G4", 8, (1, 8), 3.8, 0.1 * k, 0.3 * k, 1.0 + 2 * k, -1.0, cutoff_alpha=0.1 * k
+            )
+        )
+        fs.append(SymmetryFunction("G5", 1, (1, 8), 4.2, 0.05, 0.2 * k, 16.0 / (k + 1), 1.0))
+        fs.append(SymmetryFunction("G4", 1, (1, 1), 4.0, 0.02 * k, 0.0, 2.5, 1.0))
+    fs.append(SymmetryFunction("G5", 8, (8, 8), 4.5, 0.0, 0.0, 1.0, -1.0, cutoff_alpha=0.3))
+    return fs
+
+
+def test_fused_kernel_equals_pytorch_path_and_brute_force():
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    acsf = ACSF(cosine_cutoff_set())
+    assert acsf._tables(torch.float64, torch.device("cpu"))["fused_ok"]
+    potential = LinearFeaturePotential(acsf, seed=3)
+    periodic = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=21)
+    molecule = Atoms("OH2OH2", positions=np.random.default_rng(4).random((6, 3)) * 3.0)
+    for atoms in (periodic, molecule):
+        ours = acsf.compute(atoms)
+        for z in acsf.elements:
+            fs = acsf.functions_for(z)
+            rows = atoms.numbers == z
+            np.testing.assert_allclose(
+                ours[rows, : len(fs)], brute_force(atoms, fs)[rows], rtol=1e-11, atol=1e-13
+            )
+        batch = AtomsBatch.from_atoms([atoms])
+        stress = bool(atoms.pbc.all())
+        fused = compute_properties(potential, batch, forces=True, stress=stress)
+        with _fused.fused_kernel_enabled(False):
+            plain = compute_properties(potential, batch, forces=True, stress=stress)
+        for key in fused:
+            torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-12)
+    # forces through the kernel = finite differences of the energy
+    out = compute_properties(potential, AtomsBatch.from_atoms([periodic]), forces=True)
+    h = 1e-5
+    for a, x in [(0, 0), (1, 2), (3, 1), (6, 2)]:
+        plus, minus = periodic.copy(), periodic.copy()
+        plus.positions[a, x] += h
+        minus.positions[a, x] -= h
+        fd = -(energy_of(potential, plus) - energy_of(potential, minus)) / (2 * h)
+        assert float(out["forces"][a, x]) == pytest.approx(fd, abs=1e-7)
+    # float32 through the kernel agrees with float64 to single precision
+    single = ACSF(cosine_cutoff_set()).compute(periodic, dtype=torch.float32)
+    np.testing.assert_allclose(single, acsf.compute(periodic), rtol=2e-5, atol=2e-5)

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from mlpot._version import __version__
 from mlpot.errors import MlpotError
 
-SUBCOMMANDS = ["info", "md", "relax", "export", "train", "evaluate", "datasets", "basics"]
+SUBCOMMANDS = ["demo", "info", "md", "relax", "export", "train", "evaluate", "datasets", "basics"]
 
 
 def build_parser() -> argparse.ArgumentParser:

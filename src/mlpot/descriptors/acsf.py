@@ -34,6 +34,7 @@ from ase.data import chemical_symbols
 
 from mlpot.data.batch import AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
+from mlpot.descriptors import _fused
 from mlpot.descriptors.cutoffs import cutoff_function, cutoff_type_name
 from mlpot.errors import DataError, ParameterError
 
@@ -365,6 +366,23 @@ class ACSF(torch.nn.Module):
             "narrow_params": [(p[1], p[2], p[3]) for p in narrow],
             # (1 + lambda cos) may round to -1e-16: clamp only matters for non-integer zeta
             "clamp_base": any(not float(z).is_integer() for z, _ in zl),
+            # the fused kernel's parameters (float64 on the CPU whatever the dtype)
+            "fused_parts": torch.tensor(
+                [
+                    [
+                        p[1],
+                        p[2],
+                        plan.cutoff_keys[p[3]][1],
+                        plan.cutoff_keys[p[3]][2] * plan.cutoff_keys[p[3]][1],
+                    ]
+                    for p in parts
+                ],
+                dtype=torch.float64,
+            ).reshape(-1, 4),
+            "fused_zl": torch.tensor(
+                [[z, lam, 2.0 ** (1.0 - z)] for z, lam in zl], dtype=torch.float64
+            ).reshape(-1, 3),
+            "fused_ok": all(plan.cutoff_keys[p[3]][0] == "cos" for p in parts),
         }
         self._constants[key] = tables
         return tables
@@ -499,6 +517,19 @@ class ACSF(torch.nn.Module):
             0, c, torch.ones_like(c)
         )
         pair_end = torch.cumsum(counts, 0)
+        tab = self._tables(dtype, device)
+        if tab["fused_ok"] and device.type == "cpu" and _fused.kernel_available():
+            return _fused.AngularSums.apply(
+                vectors[idx],
+                neighbor_species[idx],
+                pair_end - counts,
+                counts,
+                tab["fused_parts"],
+                plan.n_narrow,
+                tab["fused_zl"],
+                tab["pair_table"],
+                width,
+            )
         # entries per triplet slot: gathered pair rows, weights, powers, products
         entries = 2 * (4 + n_parts + n_species) + (n_pairs_el + 2) * n_parts + 2 * n_zl + 12
         budget = max(MAX_TRIPLETS_PER_CHUNK // entries, 1)

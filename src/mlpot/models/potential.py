@@ -15,6 +15,7 @@ with :func:`register_potential`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from mlpot._atomic import atomic_output
 from mlpot._version import __version__
 from mlpot.data.batch import AtomsBatch
 from mlpot.data.neighbors import NeighborList, neighbor_list, pair_vectors
+from mlpot.descriptors._fused import fused_kernel_enabled
 from mlpot.errors import DataError, ModelFileError
 
 _REGISTRY: dict[str, type[Potential]] = {}
@@ -158,7 +160,9 @@ def compute_properties(
         deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + strain
         positions = torch.einsum("ax,axy->ay", positions, deformation[batch.structure_index])
         cell = torch.einsum("six,sxy->siy", cell, deformation)
-    with torch.enable_grad() if need_grad else torch.no_grad():
+    # the fused ACSF kernel has a first derivative only: training on forces needs the PyTorch path
+    fused = contextlib.nullcontext() if not create_graph else fused_kernel_enabled(False)
+    with torch.enable_grad() if need_grad else torch.no_grad(), fused:
         vectors = pair_vectors(batch, nl, positions, cell)
         atomic = potential(batch.replace(positions=positions, cell=cell), nl, vectors)
         energy = torch.zeros(batch.n_structures, dtype=atomic.dtype, device=atomic.device)

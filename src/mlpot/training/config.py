@@ -81,7 +81,7 @@ class TrainerConfig:
     seed: int = 0
     dtype: str = "float32"
     energy_weight: float = 1.0
-    forces_weight: float = 0.01
+    forces_weight: float = 1.0
     stress_weight: float = 0.0
     energy_weight_final: float | None = None
     final_phase_fraction: float = 0.2

@@ -298,6 +298,8 @@ class Trainer:
             None trains in memory only.
         log: called with one line per epoch (default: print to stdout).
         progress: draw a progress bar with ETA on stderr (default: when stderr is a terminal).
+        epoch_log_interval_s: write an epoch line at most this often (seconds; the first, the
+            last and every epoch of ``log.csv`` are kept regardless); 0 = every epoch.
     """
 
     def __init__(
@@ -307,6 +309,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         log: Callable[[str], None] | None = None,
         progress: bool | None = None,
+        epoch_log_interval_s: float = 0.0,
     ):
         self.config = config or TrainerConfig()
         self.config.validate()
@@ -315,6 +318,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.log = log if log is not None else (lambda line: print(line, flush=True))
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.epoch_log_interval_s = float(epoch_log_interval_s)
+        self._last_epoch_line = -float("inf")
 
     # --- schedule -----------------------------------------------------------------------
     def _lr(self, epoch: int, max_epochs: int, time_fraction: float = 0.0) -> float:
@@ -508,7 +513,9 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 if self.progress:
-                    self._draw_progress(epoch, max_epochs, b + 1, n_batches, state, t0)
+                    self._draw_progress(
+                        epoch, max_epochs, b + 1, n_batches, state, t0, training_budget_s
+                    )
             self.potential.eval()
             val = self._evaluate(val_engine, selection) if val_engine is not None else None
             monitored = (
@@ -541,15 +548,24 @@ class Trainer:
             else:
                 state["since_best"] += 1
             remaining = (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
-            if self.progress:
-                sys.stderr.write("\r\033[K")
-            self.log(
-                f"epoch {epoch + 1:4d}/{max_epochs}  train E {row['train_energy_rmse']:8.3f} "
-                f"meV/atom  F {row['train_force_rmse']:7.4f} eV/Å | val E "
-                f"{row['val_energy_rmse']:8.3f}  F {row['val_force_rmse']:7.4f} | lr {lr:.2e} "
-                f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
-                + ("  *" if improved else "")
-            )
+            if training_budget_s is not None:
+                remaining = max(0.0, min(remaining, training_budget_s - state["elapsed_s"]))
+            now = time.perf_counter()
+            if (
+                now - self._last_epoch_line >= self.epoch_log_interval_s
+                or remaining <= epoch_time
+                or epoch == 0
+            ):
+                self._last_epoch_line = now
+                if self.progress:
+                    sys.stderr.write("\r\033[K")
+                self.log(
+                    f"epoch {epoch + 1:4d}/{max_epochs}  train E {row['train_energy_rmse']:8.3f} "
+                    f"meV/atom  F {row['train_force_rmse']:7.4f} eV/Å | val E "
+                    f"{row['val_energy_rmse']:8.3f}  F {row['val_force_rmse']:7.4f} | lr {lr:.2e} "
+                    f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
+                    + ("  *" if improved else "")
+                )
             if patience is not None and state["since_best"] >= patience:
                 state["finished"], state["stopped_because"] = True, "early_stopping"
             elif training_budget_s is not None and (
@@ -601,17 +617,21 @@ class Trainer:
         )
         atomic_torch_save(payload, path)
 
-    def _draw_progress(self, epoch, max_epochs, done, total, state, t0) -> None:
-        per_epoch = state["elapsed_s"] / max(1, state["epoch"]) if state["epoch"] else None
+    def _draw_progress(self, epoch, max_epochs, done, total, state, t0, budget_s=None) -> None:
+        """One line on stderr: overall progress (epochs or time budget) and the ETA."""
         this = time.perf_counter() - t0
-        if per_epoch is None:
-            per_epoch = this * total / max(1, done)
+        elapsed = state["elapsed_s"] + this
+        per_epoch = state["elapsed_s"] / state["epoch"] if state["epoch"] else this * total / done
         remaining = per_epoch * (max_epochs - epoch) - this
+        fraction = (epoch + done / total) / max_epochs
+        if budget_s:
+            remaining = min(remaining, budget_s - elapsed)
+            fraction = max(fraction, elapsed / budget_s)
         width = 24
-        filled = int(width * done / total)
+        filled = min(width, int(width * fraction))
         sys.stderr.write(
-            f"\r\033[Kepoch {epoch + 1}/{max_epochs} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{done}/{total}  ETA {_format_time(remaining)}"
+            f"\r\033[Ktraining [{'#' * filled}{'.' * (width - filled)}] epoch "
+            f"{epoch + 1}/{max_epochs} batch {done}/{total}  ETA {_format_time(max(remaining, 0))}"
         )
         sys.stderr.flush()
 

@@ -112,13 +112,51 @@ def train_from_files(
     """
     t_start = time.perf_counter()
     config = config or Config()
+    train_all = read_data(train_path, config)
+    test = read_data(test_path, config) if test_path is not None else None
+    return train_structures(
+        train_all,
+        out_dir,
+        test=test,
+        config=config,
+        seed=seed,
+        log=log,
+        stop_after_epochs=stop_after_epochs,
+        source=str(train_path),
+        extra={
+            "train_data": str(Path(train_path).resolve()),
+            "test_data": str(Path(test_path).resolve()) if test_path else None,
+        },
+        t_start=t_start,
+    )
+
+
+def train_structures(
+    train_all: Sequence[ase.Atoms],
+    out_dir: str | os.PathLike,
+    test: Sequence[ase.Atoms] | None = None,
+    config: Config | None = None,
+    seed: int | None = None,
+    log=print,
+    stop_after_epochs: int | None = None,
+    source: str = "training data",
+    epoch_log_interval_s: float = 0.0,
+    extra: dict[str, Any] | None = None,
+    t_start: float | None = None,
+) -> dict[str, Any]:
+    """:func:`train_from_files` on structures in memory (reference values under REF_* keys).
+
+    The validation split (``config.training.validation_fraction``) is taken from ``train_all``;
+    ``test`` is only evaluated. ``extra`` is stored in ``model.pt`` beside the metrics.
+    """
+    t_start = time.perf_counter() if t_start is None else t_start
+    config = config or Config()
     if seed is not None:
         config.training.seed = int(seed)
     config.training.validate()
     out_dir = Path(out_dir)
-    train_all = read_data(train_path, config)
-    check_training_data(train_all, config.training, str(train_path))
-    test = read_data(test_path, config) if test_path is not None else None
+    train_all = list(train_all)
+    check_training_data(train_all, config.training, source)
     elements = sorted({int(z) for a in train_all for z in a.numbers})
     c = config.training
     train_idx, val_idx = split_structures(train_all, c.validation_fraction, c.seed)
@@ -131,17 +169,18 @@ def train_from_files(
         f"{potential.descriptor.max_features} symmetry functions (cutoff {potential.cutoff} Å), "
         f"hidden layers {list(config.model.hidden_layers)} {config.model.activation}"
     )
-    trainer = Trainer(potential, c, out_dir=out_dir, log=log)
+    trainer = Trainer(
+        potential, c, out_dir=out_dir, log=log, epoch_log_interval_s=epoch_log_interval_s
+    )
     result = trainer.fit(train, validation, stop_after_epochs=stop_after_epochs)
     if not result.finished:
         return {}
     return write_outputs(
         result,
         out_dir,
-        {"train": train, "validation": validation, **({"test": test} if test else {})},
+        {"train": train, "validation": validation, **({"test": list(test)} if test else {})},
         extra={
-            "train_data": str(Path(train_path).resolve()),
-            "test_data": str(Path(test_path).resolve()) if test_path else None,
+            **(extra or {}),
             "seed": c.seed,
             "config": config.to_dict(),
             "validation_indices": val_idx,

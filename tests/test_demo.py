@@ -1,0 +1,64 @@
+"""``mlpot demo``: its RDF analysis against diamond, and the quick demo end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from mlpot.datasets import BUNDLED_SI
+from mlpot.demo import diamond_shells, peak_positions, radial_distribution, split_by_structure
+
+
+def test_rdf_of_diamond_has_its_shells_and_coordination_numbers():
+    lattice = 5.43
+    atoms = bulk("Si", "diamond", a=lattice, cubic=True).repeat(2)
+    r, g = radial_distribution([atoms], r_max=5.3, bin_width=0.01)
+    rho = len(atoms) / atoms.get_volume()
+    # Running coordination number Σ ρ g ΔV (ΔV the bin's shell volume): 4, 4 + 12, 4 + 12 + 12.
+    shells = diamond_shells(lattice)
+    np.testing.assert_allclose(shells, [2.3513, 3.8396, 4.5024], atol=1e-4)
+    dr = r[1] - r[0]
+    volume = 4.0 / 3.0 * np.pi * ((r + dr / 2) ** 3 - (r - dr / 2) ** 3)
+    running = np.cumsum(rho * g * volume)
+    for shell, expected in zip(shells, (4, 16, 28), strict=True):
+        assert running[np.searchsorted(r, shell + 0.2)] == pytest.approx(expected, rel=1e-9)
+    assert peak_positions(r, g) == pytest.approx(shells, abs=0.01)
+
+
+def test_peak_positions_and_split():
+    r = np.linspace(0.0, 6.0, 601)
+    g = 3.0 * np.exp(-((r - 2.4) ** 2) / 0.01) + 1.5 * np.exp(-((r - 3.9) ** 2) / 0.05)
+    assert peak_positions(r, g) == pytest.approx([2.4, 3.9], abs=0.011)
+    rest, test = split_by_structure(50, 0.1, seed=3)
+    assert len(test) == 5 and sorted(rest + test) == list(range(50))
+    assert split_by_structure(50, 0.1, seed=3) == (rest, test)
+
+
+@pytest.mark.skipif(not BUNDLED_SI.is_file(), reason="bundled Si data not generated")
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    from mlpot.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    for name in (
+        "model.pt",
+        "metrics.json",
+        "log.csv",
+        "parity.png",
+        "learning_curve.png",
+        "md.extxyz",
+        "md_log.csv",
+        "rdf.csv",
+        "demo.json",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "demo.json").read_text())
+    test = summary["metrics"]["test"]
+    assert test["n_structures"] >= 5 and "stress_rmse_gpa" in test
+    # Even the quick model must hold diamond at 1000 K: first RDF peak at the bond length.
+    assert summary["rdf"]["peaks_A"][0] == pytest.approx(2.37, abs=0.08)
+    printed = capsys.readouterr().out
+    assert "next:" in printed and str(out / "model.pt") in printed
