@@ -110,9 +110,9 @@ GROUP_DESCRIPTIONS = {
     "0-1200 K harmonic amplitudes",
     "interstitial": "diamond 8- or 16-atom cell plus one atom at a tetrahedral or hexagonal "
     "site (9 or 17 atoms), rattled at 0-1200 K harmonic amplitudes",
-    "liquid": "8 atoms (every sixth: 16) placed at random in a cubic cell at liquid density (2.57 g/cm^3, some "
-    "at 2.40 and 2.70) with a minimum distance of 2.15 A, then rattled with 2000-3000 K "
-    "harmonic amplitudes (liquid-like, no MD)",
+    "liquid": "8 atoms (every sixth: 16) placed at random in a cubic cell at liquid density "
+    "(2.57 g/cm^3, some at 2.40 and 2.70) with a minimum distance of 2.15 A, then rattled "
+    "with 2000-3000 K harmonic amplitudes (liquid-like, no MD)",
 }
 
 
