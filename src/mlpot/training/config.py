@@ -28,7 +28,10 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     ``plateau_factor``, ``max_epochs`` (``auto``: enough epochs for ``target_steps`` optimiser
     steps, clamped to [``min_auto_epochs``, ``max_auto_epochs``]), ``target_steps``,
     ``early_stopping_patience`` (epochs without improvement of the validation loss; ``auto`` =
-    a quarter of ``max_epochs``, at least 20; ``null`` = never), ``validation_fraction`` (seeded
+    a quarter of ``max_epochs``, at least 20; ``null`` = never), ``select_best_after`` (0.5:
+    the best model by validation loss is chosen, and early stopping counts, only once this
+    fraction of the schedule (epochs or time budget) has passed; before it the learning rate is
+    high and a small validation set can favour an untrained model), ``validation_fraction`` (seeded
     split by structure, 0.1), ``time_limit_s`` (wall-clock budget of the fit, set-up
     included, 720 s; the epochs get at least a quarter of it: the cosine decay is compressed
     to end within it and training stops cleanly; ``null`` = no budget),
@@ -99,6 +102,7 @@ class TrainerConfig:
     min_auto_epochs: int = 30
     max_auto_epochs: int = 2000
     early_stopping_patience: int | str | None = "auto"
+    select_best_after: float = 0.5
     validation_fraction: float = 0.1
     time_limit_s: float | None = 720.0
     cache_features: bool | str = "auto"
@@ -126,6 +130,10 @@ class TrainerConfig:
             raise ParameterError(
                 "training.scheduler must be cosine, plateau, exponential or constant, "
                 f"got {self.scheduler!r}"
+            )
+        if not 0 <= self.select_best_after <= 1:
+            raise ParameterError(
+                f"training.select_best_after must be in [0, 1], got {self.select_best_after}"
             )
         if not self.learning_rate > 0:
             raise ParameterError(f"training.learning_rate must be > 0, got {self.learning_rate}")

@@ -539,8 +539,17 @@ class Trainer:
             }
             state["history"].append(row)
             state["epoch"] = epoch + 1
-            improved = monitored < state["best_loss"]
-            if improved:
+            # best model and early stopping only in the late part of the schedule: early
+            # epochs at a high learning rate can score well on a small validation set whose
+            # loss one unusual structure dominates, yet be far from trained
+            progress = (epoch + 1) / max(1, max_epochs)
+            if time_fraction > 0 and training_budget_s:
+                progress = max(progress, state["elapsed_s"] / training_budget_s)
+            selecting = progress >= c.select_best_after
+            improved = selecting and monitored < state["best_loss"]
+            if not selecting:
+                pass
+            elif improved:
                 state["best_loss"] = monitored
                 state["best_epoch"] = epoch + 1
                 state["best_state"] = copy.deepcopy(self.potential.state_dict())
