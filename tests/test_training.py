@@ -224,3 +224,26 @@ def test_cached_features_give_the_descriptor_statistics(si_small):
     assert torch.all(sigma >= 0.1 * ref.max() - 1e-12)
     assert torch.equal(sigma[ref >= 0.1 * ref.max()], ref[ref >= 0.1 * ref.max()])
     assert (ref < 0.1 * ref.max()).any()  # the default set has such features on Si
+
+
+def test_best_model_is_chosen_in_the_late_schedule_and_restored(si_small):
+    """select_best_after: the restored weights are those of the lowest validation loss among
+    the epochs past that fraction of the schedule, never an earlier one."""
+    config = _config(max_epochs=10, select_best_after=0.5, learning_rate=0.05)
+    result = Trainer(RadialToy(), config, log=lambda s: None).fit(si_small)
+    losses = [row["val_loss"] for row in result.history]
+    best = min(range(4, 10), key=lambda i: losses[i])  # epochs 5..10: progress 0.5..1.0
+    assert result.best_epoch == best + 1
+    # the restored potential has that epoch's validation errors
+    _, val_idx = split_structures(si_small, 0.25, seed=3)
+    metrics, _ = evaluate(result.potential, [si_small[i] for i in val_idx])
+    row = result.history[best]
+    assert metrics["energy_rmse_mev_per_atom"] == pytest.approx(row["val_energy_rmse"], rel=1e-4)
+    assert metrics["force_rmse_ev_per_angstrom"] == pytest.approx(row["val_force_rmse"], rel=1e-4)
+    # select_best_after = 0: every epoch competes (seeded: the same history)
+    config = _config(max_epochs=10, select_best_after=0.0, learning_rate=0.05)
+    again = Trainer(RadialToy(), config, log=lambda s: None).fit(si_small)
+    assert [row["val_loss"] for row in again.history] == pytest.approx(losses, rel=1e-6)
+    assert again.best_epoch == int(np.argmin(losses)) + 1
+    with pytest.raises(ParameterError, match="select_best_after"):
+        TrainerConfig(select_best_after=1.5).validate()
