@@ -57,7 +57,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "demo.json").read_text())
     test = summary["metrics"]["test"]
-    assert test["n_structures"] >= 5 and "stress_rmse_gpa" in test
+    assert test["n_structures"] >= 3 and "stress_rmse_gpa" in test
     # Even the quick model must hold diamond at 1000 K: first RDF peak at the bond length.
     assert summary["rdf"]["peaks_A"][0] == pytest.approx(2.37, abs=0.08)
     printed = capsys.readouterr().out

@@ -86,7 +86,7 @@ class TrainerConfig:
     energy_weight: float = 1.0
     forces_weight: float = 1.0
     stress_weight: float = 0.0
-    energy_weight_final: float | None = None
+    energy_weight_final: float | None = 100.0
     final_phase_fraction: float = 0.2
     batch_size: int = 4
     optimizer: str = "adam"
