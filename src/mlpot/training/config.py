@@ -37,7 +37,8 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     to end within it and training stops cleanly; ``null`` = no budget),
     ``cache_features`` (``auto``: for descriptor potentials, precompute descriptors and their
     derivatives once instead of every epoch), ``energy_weight_final`` (energy weight in the last
-    ``final_phase_fraction`` of the epochs, a MACE-like second stage that sharpens energies;
+    ``final_phase_fraction`` of the epochs, a MACE-like second stage that sharpens energies,
+    100 by default since forces (weight 1.0) dominate the loss before it;
     ``null`` = keep ``energy_weight``).
 """
 
