@@ -400,10 +400,6 @@ def fused_kernel_enabled(enabled: bool):
         _enabled = previous
 
 
-def is_enabled() -> bool:
-    return _enabled
-
-
 class AngularSums(torch.autograd.Function):
     """Angular sums (C, width) of centres whose pairs are contiguous rows of ``vec``."""
 

@@ -323,6 +323,7 @@ class ACSF(torch.nn.Module):
         parts = plan.angular_parts
         narrow = parts[: plan.n_narrow]
         zl = plan.zeta_lambda
+        fused_parts = [(p[0], p[1], p[2], plan.cutoff_keys[p[3]]) for p in parts]
         species_pairs = sorted(
             ((lo, hi) for hi in range(n_species) for lo in range(hi + 1)),
             key=lambda p: _pair_index(*p),
@@ -367,22 +368,15 @@ class ACSF(torch.nn.Module):
             # (1 + lambda cos) may round to -1e-16: clamp only matters for non-integer zeta
             "clamp_base": any(not float(z).is_integer() for z, _ in zl),
             # the fused kernel's parameters (float64 on the CPU whatever the dtype)
+            # per part: eta, r_shift, r_cut, inner cutoff alpha * r_cut
             "fused_parts": torch.tensor(
-                [
-                    [
-                        p[1],
-                        p[2],
-                        plan.cutoff_keys[p[3]][1],
-                        plan.cutoff_keys[p[3]][2] * plan.cutoff_keys[p[3]][1],
-                    ]
-                    for p in parts
-                ],
+                [[eta, rs, rc, alpha * rc] for _, eta, rs, (_, rc, alpha) in fused_parts],
                 dtype=torch.float64,
             ).reshape(-1, 4),
             "fused_zl": torch.tensor(
                 [[z, lam, 2.0 ** (1.0 - z)] for z, lam in zl], dtype=torch.float64
             ).reshape(-1, 3),
-            "fused_ok": all(plan.cutoff_keys[p[3]][0] == "cos" for p in parts),
+            "fused_ok": all(key[0] == "cos" for *_, key in fused_parts),
         }
         self._constants[key] = tables
         return tables

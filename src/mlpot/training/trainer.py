@@ -344,7 +344,7 @@ class Trainer:
     ) -> tuple[float, float, float]:
         c = self.config
         w_e = c.energy_weight
-        progress = max(epoch / max(1, max_epochs), time_fraction)
+        progress = _schedule_progress(epoch, max_epochs, time_fraction)
         if c.energy_weight_final is not None and progress >= 1 - c.final_phase_fraction:
             w_e = c.energy_weight_final
         return w_e, c.forces_weight, c.stress_weight
@@ -542,19 +542,15 @@ class Trainer:
             # best model and early stopping only in the late part of the schedule: early
             # epochs at a high learning rate can score well on a small validation set whose
             # loss one unusual structure dominates, yet be far from trained
-            progress = (epoch + 1) / max(1, max_epochs)
-            if time_fraction > 0 and training_budget_s:
-                progress = max(progress, state["elapsed_s"] / training_budget_s)
-            selecting = progress >= c.select_best_after
+            time_done = state["elapsed_s"] / training_budget_s if time_fraction > 0 else 0.0
+            selecting = _schedule_progress(epoch + 1, max_epochs, time_done) >= c.select_best_after
             improved = selecting and monitored < state["best_loss"]
-            if not selecting:
-                pass
-            elif improved:
+            if improved:
                 state["best_loss"] = monitored
                 state["best_epoch"] = epoch + 1
                 state["best_state"] = copy.deepcopy(self.potential.state_dict())
                 state["since_best"] = 0
-            else:
+            elif selecting:
                 state["since_best"] += 1
             remaining = (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
             if training_budget_s is not None:
@@ -643,6 +639,12 @@ class Trainer:
             f"{epoch + 1}/{max_epochs} batch {done}/{total}  ETA {_format_time(max(remaining, 0))}"
         )
         sys.stderr.flush()
+
+
+def _schedule_progress(epoch: int, max_epochs: int, time_fraction: float) -> float:
+    """How far through the schedule: epochs done / max_epochs, or the time-budget fraction
+    when the budget binds (whichever is further)."""
+    return max(epoch / max(1, max_epochs), time_fraction)
 
 
 def engine_has_forces(engine) -> bool:
