@@ -489,6 +489,10 @@ def cosine_cutoff_set():
         fs.append(SymmetryFunction("G5", 1, (1, 8), 4.2, 0.05, 0.2 * k, 16.0 / (k + 1), 1.0))
         fs.append(SymmetryFunction("G4", 1, (1, 1), 4.0, 0.02 * k, 0.0, 2.5, 1.0))
     fs.append(SymmetryFunction("G5", 8, (8, 8), 4.5, 0.0, 0.0, 1.0, -1.0, cutoff_alpha=0.3))
+    # radial G1/G3 with inner cutoffs, and radial cutoffs beyond every angular one
+    fs.append(SymmetryFunction("G1", 1, (8,), 5.0, cutoff_alpha=0.2))
+    fs.append(SymmetryFunction("G3", 8, (8,), 3.5, kappa=1.3, cutoff_alpha=0.1))
+    fs.append(SymmetryFunction("G2", 1, (1,), 5.2, 0.5, 1.0))
     return fs
 
 
@@ -502,6 +506,7 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
     potential = LinearFeaturePotential(acsf, seed=3)
     periodic = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=21)
     molecule = Atoms("OH2OH2", positions=np.random.default_rng(4).random((6, 3)) * 3.0)
+    molecule += Atoms("H", positions=[(20.0, 20.0, 20.0)])  # no neighbour: all zeros
     for atoms in (periodic, molecule):
         ours = acsf.compute(atoms)
         for z in acsf.elements:
@@ -517,6 +522,7 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
             plain = compute_properties(potential, batch, forces=True, stress=stress)
         for key in fused:
             torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-12)
+    assert not acsf.compute(molecule)[-1].any()
     # forces through the kernel = finite differences of the energy
     out = compute_properties(potential, AtomsBatch.from_atoms([periodic]), forces=True)
     h = 1e-5

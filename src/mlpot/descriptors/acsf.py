@@ -376,7 +376,18 @@ class ACSF(torch.nn.Module):
             "fused_zl": torch.tensor(
                 [[z, lam, 2.0 ** (1.0 - z)] for z, lam in zl], dtype=torch.float64
             ).reshape(-1, 3),
-            "fused_ok": all(key[0] == "cos" for *_, key in fused_parts),
+            "fused_radial": torch.tensor(
+                [
+                    [float(kind == "G3"), eta, rs, kappa, rc, alpha * rc]
+                    for kind, eta, rs, kappa, (_, rc, alpha) in (
+                        (*s[:4], plan.cutoff_keys[s[4]]) for s in radial
+                    )
+                ],
+                dtype=torch.float64,
+            ).reshape(-1, 6),
+            # the kernel has the cosine cutoff and at most two lambda values
+            "fused_ok": all(key[0] == "cos" for key in plan.cutoff_keys)
+            and len({lam for _, lam in zl}) <= 2,
         }
         self._constants[key] = tables
         return tables
@@ -422,6 +433,22 @@ class ACSF(torch.nn.Module):
         species_of_atom = tab["species_lookup"][batch.numbers]
 
         centers, neighbors = nl.centers, nl.neighbors
+        if not tracing and tab["fused_ok"] and device.type == "cpu" and _fused.kernel_available():
+            # one compiled pass over the pairs of each centre (pairs beyond a cutoff add 0)
+            source = _fused.ACSFSums.apply(
+                vectors,
+                centers,
+                species_of_atom[neighbors],
+                n_atoms,
+                tab["fused_radial"],
+                tab["fused_parts"],
+                plan.n_narrow,
+                tab["fused_zl"],
+                tab["pair_table"],
+            )
+            source = torch.cat([source, torch.zeros((n_atoms, 1), dtype=dtype)], dim=1)
+            element_of_atom = tab["element_lookup"][batch.numbers]
+            return torch.gather(source, 1, tab["column_map"][element_of_atom])
         r2_detached = (vectors.detach() ** 2).sum(dim=1)
         if not tracing:
             # keep pairs inside the cutoff (the list may have been built with a larger one)
@@ -511,19 +538,6 @@ class ACSF(torch.nn.Module):
             0, c, torch.ones_like(c)
         )
         pair_end = torch.cumsum(counts, 0)
-        tab = self._tables(dtype, device)
-        if tab["fused_ok"] and device.type == "cpu" and _fused.kernel_available():
-            return _fused.AngularSums.apply(
-                vectors[idx],
-                neighbor_species[idx],
-                pair_end - counts,
-                counts,
-                tab["fused_parts"],
-                plan.n_narrow,
-                tab["fused_zl"],
-                tab["pair_table"],
-                width,
-            )
         # entries per triplet slot: gathered pair rows, weights, powers, products
         entries = 2 * (4 + n_parts + n_species) + (n_pairs_el + 2) * n_parts + 2 * n_zl + 12
         budget = max(MAX_TRIPLETS_PER_CHUNK // entries, 1)

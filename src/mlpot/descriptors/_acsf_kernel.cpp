@@ -1,0 +1,745 @@
+// Fused angular symmetry functions (G4/G5) of mlpot, with their analytic gradient.
+//
+// For each centre the kernel takes its neighbour pair vectors (contiguous rows of `vec`), sorts
+// them by species, and walks the unordered neighbour pairs {j, k}, j < k, one k at a time: every
+// quantity of the triplets (j, k) for j < k is an array over j, computed by short loops that the
+// compiler vectorises (`#pragma omp simd`, -fopenmp-simd). The cosine cutoff and the gaussians
+// use branch-free polynomial cos/sin/exp (absolute error < 1e-16 on the ranges used), so they
+// vectorise too. Work and memory per centre are O(neighbours^2) and O(neighbours).
+//
+// Layout of the output row of a centre: [species pair q][part p][(zeta, lambda) z].
+// Parts are (eta, r_shift, r_cut, r_inner); the first n_narrow parts are G4 (with the R_jk
+// factor), the others G5.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kHalfPi = 1.57079632679489661923;
+
+// sin(y) for |y| <= pi/2: Taylor series to y^21 (truncation < 2e-18)
+inline double sin_half(double y) {
+  const double z = y * y;
+  double p = 1.9572941063391263e-20;
+  p = p * z - 8.22063524662433e-18;
+  p = p * z + 2.8114572543455206e-15;
+  p = p * z - 7.647163731819816e-13;
+  p = p * z + 1.6059043836821613e-10;
+  p = p * z - 2.505210838544172e-08;
+  p = p * z + 2.7557319223985893e-06;
+  p = p * z - 0.0001984126984126984;
+  p = p * z + 0.008333333333333333;
+  p = p * z - 0.16666666666666666;
+  return y + y * z * p;
+}
+
+// cos(y) for |y| <= pi/2: Taylor series to y^20 (truncation < 2e-17)
+inline double cos_half(double y) {
+  const double z = y * y;
+  double p = 4.110317623312165e-19;
+  p = p * z - 1.5619206968586225e-16;
+  p = p * z + 4.779477332387385e-14;
+  p = p * z - 1.1470745597729725e-11;
+  p = p * z + 2.08767569878681e-09;
+  p = p * z - 2.755731922398589e-07;
+  p = p * z + 2.48015873015873e-05;
+  p = p * z - 0.001388888888888889;
+  p = p * z + 0.041666666666666664;
+  p = p * z - 0.5;
+  return 1.0 + z * p;
+}
+
+// exp(t) for t <= 0; exactly 0 below -708 (relative error ~2e-16)
+inline double exp_neg(double t) {
+  const double u = t < -708.0 ? -708.0 : t;
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52: rounds to an integer
+  const double shifted = u * 1.4426950408889634 + kMagic;
+  int64_t bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  const double n = shifted - kMagic;
+  const double r = (u - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+  double p = 1.6059043836821613e-10;
+  p = p * r + 2.08767569878681e-09;
+  p = p * r + 2.505210838544172e-08;
+  p = p * r + 2.755731922398589e-07;
+  p = p * r + 2.7557319223985893e-06;
+  p = p * r + 2.48015873015873e-05;
+  p = p * r + 0.0001984126984126984;
+  p = p * r + 0.001388888888888889;
+  p = p * r + 0.008333333333333333;
+  p = p * r + 0.041666666666666664;
+  p = p * r + 0.16666666666666666;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  // 2^n from the integer in the low bits of `shifted`
+  const int64_t exponent = (bits - int64_t(0x4338000000000000LL) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &exponent, sizeof scale);
+  return t < -708.0 ? 0.0 : p * scale;
+}
+
+// cosine cutoff with inner radius: 1 below r_in, 0 from rc, 0.5 (cos(pi x) + 1) between
+inline void cutoff(const double* __restrict r, int64_t n, double rc, double r_in,
+                   double* __restrict f) {
+  const double scale = kPi / (rc - r_in);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    double x = (r[j] - r_in) * scale;
+    x = x < 0.0 ? 0.0 : (x > kPi ? kPi : x);
+    const double value = 0.5 - 0.5 * sin_half(x - kHalfPi);  // cos x = -sin(x - pi/2)
+    f[j] = r[j] >= rc ? 0.0 : (r[j] < r_in ? 1.0 : value);
+  }
+}
+
+inline void cutoff_grad(const double* __restrict r, int64_t n, double rc, double r_in,
+                        double* __restrict f, double* __restrict df) {
+  const double scale = kPi / (rc - r_in);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    double x = (r[j] - r_in) * scale;
+    x = x < 0.0 ? 0.0 : (x > kPi ? kPi : x);
+    const double y = x - kHalfPi;
+    const bool inside = r[j] < rc && r[j] >= r_in;
+    f[j] = r[j] >= rc ? 0.0 : (r[j] < r_in ? 1.0 : 0.5 - 0.5 * sin_half(y));
+    df[j] = inside ? -0.5 * scale * cos_half(y) : 0.0;  // sin x = cos(x - pi/2)
+  }
+}
+
+struct Setup {
+  int64_t n_species = 0, n_radial = 0, n_parts = 0, n_narrow = 0, n_zl = 0;
+  int64_t radial_width = 0, width = 0;
+  // radial shapes: kind (0: exp(-eta (r - rs)^2) f_c, i.e. G1/G2; 1: cos(kappa r) f_c, G3)
+  std::vector<int> radial_kind, radial_group;
+  std::vector<double> radial_eta, radial_rs, radial_kappa;
+  std::vector<double> rgroup_rc, rgroup_in;   // distinct radial cutoffs
+  // angular parts (eta, rs, rc, r_in); the first n_narrow are G4
+  std::vector<double> eta, rs, rc, r_in;
+  std::vector<int> group;                     // narrow part -> cutoff group of R_jk
+  std::vector<double> group_rc, group_in;
+  double rc_angular2 = 0.0;                   // neighbours beyond this make no triplets
+  std::vector<double> zeta, lam, norm;        // per (zeta, lambda)
+  std::vector<int> lambda_index;
+  std::vector<char> is_int;                   // integer zeta: ladder of squares, else pow()
+  std::vector<std::vector<int>> bits_e, bits_em1;  // ladder levels giving base^e, base^(e-1)
+  int n_lambda = 0, ladder_size = 1;
+  double lambdas[2] = {0, 0};
+  bool clamp = false;                         // clamp 1 + lambda cos >= 0 (non-integer zeta)
+  const int64_t* pair_table = nullptr;
+};
+
+int find_or_add(std::vector<double>& rcs, std::vector<double>& ins, double rc, double r_in) {
+  for (size_t g = 0; g < rcs.size(); ++g)
+    if (rcs[g] == rc && ins[g] == r_in) return (int)g;
+  rcs.push_back(rc);
+  ins.push_back(r_in);
+  return (int)rcs.size() - 1;
+}
+
+// radial_params (R, 6): kind, eta, rs, kappa, rc, r_in; part_params (A, 4): eta, rs, rc, r_in;
+// zl_params (Z, 3): zeta, lambda, 2^(1 - zeta); pair_table (S, S): species pair -> index
+Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_params,
+                 int64_t n_narrow, const torch::Tensor& zl_params,
+                 const torch::Tensor& pair_table) {
+  for (const auto* t : {&radial_params, &part_params, &zl_params})
+    TORCH_CHECK(t->scalar_type() == torch::kFloat64 && t->is_contiguous(),
+                "ACSF kernel: parameter tables must be contiguous float64");
+  TORCH_CHECK(pair_table.scalar_type() == torch::kInt64 && pair_table.is_contiguous());
+  Setup s;
+  s.n_species = pair_table.size(0);
+  s.pair_table = pair_table.data_ptr<int64_t>();
+  s.n_radial = radial_params.size(0);
+  const double* rp = radial_params.data_ptr<double>();
+  for (int64_t i = 0; i < s.n_radial; ++i) {
+    const double* row = rp + 6 * i;
+    s.radial_kind.push_back((int)row[0]);
+    s.radial_eta.push_back(row[1]);
+    s.radial_rs.push_back(row[2]);
+    s.radial_kappa.push_back(row[3]);
+    s.radial_group.push_back(find_or_add(s.rgroup_rc, s.rgroup_in, row[4], row[5]));
+  }
+  s.n_parts = part_params.size(0);
+  s.n_narrow = n_narrow;
+  const double* pp = part_params.data_ptr<double>();
+  for (int64_t p = 0; p < s.n_parts; ++p) {
+    s.eta.push_back(pp[4 * p]);
+    s.rs.push_back(pp[4 * p + 1]);
+    s.rc.push_back(pp[4 * p + 2]);
+    s.r_in.push_back(pp[4 * p + 3]);
+    s.rc_angular2 = std::max(s.rc_angular2, pp[4 * p + 2] * pp[4 * p + 2]);
+    if (p < n_narrow) s.group.push_back(find_or_add(s.group_rc, s.group_in, s.rc[p], s.r_in[p]));
+  }
+  s.n_zl = zl_params.size(0);
+  const double* zp = zl_params.data_ptr<double>();
+  for (int64_t z = 0; z < s.n_zl; ++z) {
+    const double zeta = zp[3 * z], lam = zp[3 * z + 1];
+    s.zeta.push_back(zeta);
+    s.lam.push_back(lam);
+    s.norm.push_back(zp[3 * z + 2]);
+    int l = 0;
+    while (l < s.n_lambda && s.lambdas[l] != lam) ++l;
+    if (l == s.n_lambda) {
+      TORCH_CHECK(s.n_lambda < 2, "ACSF kernel: at most two lambda values");
+      s.lambdas[s.n_lambda++] = lam;
+    }
+    s.lambda_index.push_back(l);
+    const bool integer = zeta == std::floor(zeta) && zeta >= 1 && zeta <= 1024;
+    s.is_int.push_back(integer);
+    std::vector<int> be, bm;
+    if (integer) {
+      const int e = (int)zeta;
+      for (int b = 0; (e >> b) != 0; ++b) {
+        if ((e >> b) & 1) be.push_back(b);
+        if (((e - 1) >> b) & 1) bm.push_back(b);
+        s.ladder_size = std::max(s.ladder_size, b + 1);
+      }
+    } else {
+      s.clamp = true;
+    }
+    s.bits_e.push_back(be);
+    s.bits_em1.push_back(bm);
+  }
+  s.radial_width = s.n_species * s.n_radial;
+  s.width = s.radial_width + s.n_species * (s.n_species + 1) / 2 * s.n_parts * s.n_zl;
+  return s;
+}
+
+// Per-thread scratch: arrays over the neighbours of one centre (capacity `cap`).
+struct Scratch {
+  int64_t cap = 0;
+  std::vector<double> buf;
+  std::vector<int64_t> src, sp, seg, fill;
+  std::vector<const double*> pw_ptrs;
+  // per neighbour
+  double *x, *y, *z, *r, *inv_r, *a, *da, *rf, *rdf, *grad_r;  // a, da: [part][j]
+  // per j < k of the current k
+  double *cos_t, *dx, *dy, *dz, *rjk, *inv_rjk, *fc, *dfc, *nf, *dnf, *ladder, *pw, *dpw, *w;
+  double *dlw, *dlpw, *gcos, *grj, *grk, *grjk, *gx, *gy, *gz, *tmp, *tmp2;
+
+  void reserve(const Setup& s, int64_t n) {
+    pw_ptrs.resize(s.n_zl);
+    if (n <= cap) return;
+    cap = std::max<int64_t>(n, 2 * cap);
+    const int64_t P = s.n_parts, G = (int64_t)s.group_rc.size(), N = s.n_narrow, Z = s.n_zl;
+    const int64_t RG = (int64_t)s.rgroup_rc.size();
+    const int64_t L = std::max(s.n_lambda, 1) * s.ladder_size;
+    const int64_t rows = 5 + 2 * P + 2 * RG + 1 + 6 + 2 * G + 2 * N + L + 2 * Z + 3 * P + 9;
+    buf.assign(rows * cap, 0.0);
+    double* q = buf.data();
+    auto take = [&](int64_t count) { double* out = q; q += count * cap; return out; };
+    x = take(1); y = take(1); z = take(1); r = take(1); inv_r = take(1);
+    a = take(P); da = take(P); rf = take(RG); rdf = take(RG); grad_r = take(1);
+    cos_t = take(1); dx = take(1); dy = take(1); dz = take(1); rjk = take(1); inv_rjk = take(1);
+    fc = take(G); dfc = take(G); nf = take(N); dnf = take(N); ladder = take(L);
+    pw = take(Z); dpw = take(Z); w = take(P); dlw = take(P); dlpw = take(P);
+    gcos = take(1); grj = take(1); grk = take(1); grjk = take(1);
+    gx = take(1); gy = take(1); gz = take(1); tmp = take(1); tmp2 = take(1);
+    src.resize(cap);
+    sp.resize(cap);
+  }
+};
+
+// Load the n pairs rows[0..n) of a centre, ordered: neighbours inside the angular cutoff by
+// species (segments seg[t]..seg[t+1]), then those outside by species (seg[S + t]..); distances;
+// angular radial factors a_p(r) and, for the gradient, a_p'(r) of the inside ones.
+template <typename T>
+int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
+                    int64_t n, Scratch& w, bool grad) {
+  w.reserve(s, n);
+  const int64_t S = s.n_species;
+  w.seg.assign(2 * S + 1, 0);
+  w.fill.resize(2 * S);
+  auto bucket = [&](int64_t row) {
+    const T* v = vec + 3 * row;
+    const double r2 = (double)v[0] * v[0] + (double)v[1] * v[1] + (double)v[2] * v[2];
+    return species[row] + (r2 < s.rc_angular2 ? 0 : S);
+  };
+  for (int64_t i = 0; i < n; ++i) ++w.seg[bucket(rows[i]) + 1];
+  for (int64_t t = 0; t < 2 * S; ++t) w.seg[t + 1] += w.seg[t];
+  std::copy(w.seg.begin(), w.seg.end() - 1, w.fill.begin());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = rows[i];
+    const int64_t d = w.fill[bucket(row)]++;
+    w.src[d] = row;
+    w.sp[d] = species[row];
+    w.x[d] = (double)vec[3 * row];
+    w.y[d] = (double)vec[3 * row + 1];
+    w.z[d] = (double)vec[3 * row + 2];
+  }
+  const int64_t n_in = w.seg[S];
+  double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
+  double *__restrict r = w.r, *__restrict inv_r = w.inv_r;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    r[j] = std::sqrt(x[j] * x[j] + y[j] * y[j] + z[j] * z[j]);
+    inv_r[j] = r[j] > 0.0 ? 1.0 / r[j] : 0.0;
+  }
+  for (int64_t p = 0; p < s.n_parts; ++p) {
+    double* __restrict a = w.a + p * w.cap;
+    double* __restrict da = w.da + p * w.cap;
+    double* __restrict f = w.tmp;
+    const double eta = s.eta[p], rs = s.rs[p];
+    if (grad) {
+      cutoff_grad(r, n_in, s.rc[p], s.r_in[p], f, da);  // da holds f' for now
+#pragma omp simd
+      for (int64_t j = 0; j < n_in; ++j) {
+        const double d = r[j] - rs;
+        const double g = exp_neg(-eta * d * d);
+        a[j] = g * f[j];
+        da[j] = g * da[j] - 2.0 * eta * d * a[j];
+      }
+    } else {
+      cutoff(r, n_in, s.rc[p], s.r_in[p], f);
+#pragma omp simd
+      for (int64_t j = 0; j < n_in; ++j) {
+        const double d = r[j] - rs;
+        a[j] = exp_neg(-eta * d * d) * f[j];
+      }
+    }
+  }
+  return n_in;
+}
+
+// value (and derivative) of radial shape i at the n distances r, given its cutoff f (f')
+void radial_shape(const Setup& s, int64_t i, const double* __restrict r, int64_t n,
+                  const double* __restrict f, const double* __restrict df, double* __restrict v,
+                  double* __restrict dv) {
+  if (s.radial_kind[i] == 0) {
+    const double eta = s.radial_eta[i], rs = s.radial_rs[i];
+    if (dv) {
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        const double d = r[j] - rs;
+        const double g = exp_neg(-eta * d * d);
+        v[j] = g * f[j];
+        dv[j] = g * df[j] - 2.0 * eta * d * v[j];
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        const double d = r[j] - rs;
+        v[j] = exp_neg(-eta * d * d) * f[j];
+      }
+    }
+  } else {
+    const double kappa = s.radial_kappa[i];
+    for (int64_t j = 0; j < n; ++j) {
+      const double c = std::cos(kappa * r[j]);
+      v[j] = c * f[j];
+      if (dv) dv[j] = c * df[j] - kappa * std::sin(kappa * r[j]) * f[j];
+    }
+  }
+}
+
+// Everything of the triplets (j, k), j < k, that does not depend on the incoming gradient.
+// pw_ptr[q] points at (1 + lambda cos)^zeta of (zeta, lambda) q (a ladder level when it is one).
+void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
+  const int64_t m = k, cap = w.cap;
+  const double xk = w.x[k], yk = w.y[k], zk = w.z[k], inv_rk = w.inv_r[k];
+  {
+    const double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
+    const double* __restrict inv_r = w.inv_r;
+    double *__restrict cos_t = w.cos_t, *__restrict rjk = w.rjk;
+    if (grad) {
+      double *__restrict dx = w.dx, *__restrict dy = w.dy, *__restrict dz = w.dz;
+      double* __restrict inv_rjk = w.inv_rjk;
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        cos_t[j] = (x[j] * xk + y[j] * yk + z[j] * zk) * inv_r[j] * inv_rk;
+        dx[j] = xk - x[j];
+        dy[j] = yk - y[j];
+        dz[j] = zk - z[j];
+        rjk[j] = std::sqrt(dx[j] * dx[j] + dy[j] * dy[j] + dz[j] * dz[j]);
+        inv_rjk[j] = rjk[j] > 0.0 ? 1.0 / rjk[j] : 0.0;
+      }
+    } else if (s.n_narrow) {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        cos_t[j] = (x[j] * xk + y[j] * yk + z[j] * zk) * inv_r[j] * inv_rk;
+        const double ex = xk - x[j], ey = yk - y[j], ez = zk - z[j];
+        rjk[j] = std::sqrt(ex * ex + ey * ey + ez * ez);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j)
+        cos_t[j] = (x[j] * xk + y[j] * yk + z[j] * zk) * inv_r[j] * inv_rk;
+    }
+  }
+  // R_jk factors of the narrow parts: nf = exp(-eta (R_jk - r_s)^2) f_c(R_jk), and nf'
+  for (size_t g = 0; g < s.group_rc.size(); ++g) {
+    if (grad)
+      cutoff_grad(w.rjk, m, s.group_rc[g], s.group_in[g], w.fc + g * cap, w.dfc + g * cap);
+    else
+      cutoff(w.rjk, m, s.group_rc[g], s.group_in[g], w.fc + g * cap);
+  }
+  for (int64_t p = 0; p < s.n_narrow; ++p) {
+    const double* __restrict fc = w.fc + s.group[p] * cap;
+    const double* __restrict dfc = w.dfc + s.group[p] * cap;
+    const double* __restrict rjk = w.rjk;
+    double *__restrict nf = w.nf + p * cap, *__restrict dnf = w.dnf + p * cap;
+    const double eta = s.eta[p], rs = s.rs[p];
+    if (grad) {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const double d = rjk[j] - rs;
+        const double e = exp_neg(-eta * d * d);
+        nf[j] = e * fc[j];
+        dnf[j] = e * dfc[j] - 2.0 * eta * d * nf[j];
+      }
+    } else if (eta == 0.0) {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) nf[j] = fc[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        const double d = rjk[j] - rs;
+        nf[j] = exp_neg(-eta * d * d) * fc[j];
+      }
+    }
+  }
+  // ladder base^(2^b) of base = 1 + lambda cos
+  for (int l = 0; l < s.n_lambda; ++l) {
+    double* lad = w.ladder + (int64_t)l * s.ladder_size * cap;
+    const double lam = s.lambdas[l];
+    const double* __restrict cos_t = w.cos_t;
+    double* __restrict b0 = lad;
+    if (s.clamp) {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) b0[j] = std::max(1.0 + lam * cos_t[j], 0.0);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) b0[j] = 1.0 + lam * cos_t[j];
+    }
+    for (int b = 1; b < s.ladder_size; ++b) {
+      const double* __restrict prev = lad + (b - 1) * cap;
+      double* __restrict next = lad + b * cap;
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) next[j] = prev[j] * prev[j];
+    }
+  }
+  // powers (1 + lambda cos)^zeta and (grad) their derivative in cos
+  for (int64_t q = 0; q < s.n_zl; ++q) {
+    const double* lad = w.ladder + (int64_t)s.lambda_index[q] * s.ladder_size * cap;
+    double *__restrict pw = w.pw + q * cap, *__restrict dpw = w.dpw + q * cap;
+    const double* __restrict base = lad;
+    w.pw_ptrs[q] = pw;
+    if (!s.is_int[q]) {
+      const double zeta = s.zeta[q], lam = s.lam[q];
+      for (int64_t j = 0; j < m; ++j) {
+        pw[j] = std::pow(base[j], zeta);
+        if (grad) dpw[j] = base[j] > 0.0 ? zeta * lam * pw[j] / base[j] : 0.0;
+      }
+      continue;
+    }
+    if (grad) {
+      // base^(e-1) into dpw, then pw = base^(e-1) * base, dpw = e lambda base^(e-1)
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) dpw[j] = 1.0;
+      for (int b : s.bits_em1[q]) {
+        const double* __restrict level = lad + b * cap;
+#pragma omp simd
+        for (int64_t j = 0; j < m; ++j) dpw[j] *= level[j];
+      }
+      const double scale = s.zeta[q] * s.lam[q];
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) {
+        pw[j] = dpw[j] * base[j];
+        dpw[j] *= scale;
+      }
+    } else {
+      const auto& bits = s.bits_e[q];
+      const double* __restrict first = lad + bits[0] * cap;
+      if (bits.size() == 1) {  // a power of two: the ladder level itself
+        w.pw_ptrs[q] = first;
+        continue;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) pw[j] = first[j];
+      for (size_t i = 1; i < bits.size(); ++i) {
+        const double* __restrict level = lad + bits[i] * cap;
+#pragma omp simd
+        for (int64_t j = 0; j < m; ++j) pw[j] *= level[j];
+      }
+    }
+  }
+}
+
+template <typename T>
+void centre_forward(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
+                    int64_t n, Scratch& w, double* acc) {
+  const int64_t n_in = load_centre<T>(s, vec, species, rows, n, w, false);
+  const int64_t S = s.n_species, P = s.n_parts, Z = s.n_zl, cap = w.cap;
+  // radial sums: per species, over both buckets (inside and outside the angular cutoff)
+  for (size_t g = 0; g < s.rgroup_rc.size(); ++g)
+    cutoff(w.r, n, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap);
+  for (int64_t i = 0; i < s.n_radial; ++i) {
+    radial_shape(s, i, w.r, n, w.rf + s.radial_group[i] * cap, nullptr, w.tmp, nullptr);
+    const double* __restrict v = w.tmp;
+    for (int64_t t = 0; t < S; ++t) {
+      double sum = 0.0;
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t j0 = w.seg[half * S + t], j1 = w.seg[half * S + t + 1];
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = j0; j < j1; ++j) sum += v[j];
+      }
+      acc[t * s.n_radial + i] = sum;
+    }
+  }
+  if (!P) return;
+  double* ang = acc + s.radial_width;
+  for (int64_t k = 1; k < n_in; ++k) {
+    triplets(s, w, k, false);
+    // pair weights a_p(r_j) a_p(r_k) [nf_p(r_jk)]
+    for (int64_t p = 0; p < P; ++p) {
+      const double ak = w.a[p * cap + k];
+      const double* __restrict aj = w.a + p * cap;
+      double* __restrict wp = w.w + p * cap;
+      if (p < s.n_narrow) {
+        const double* __restrict nf = w.nf + p * cap;
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) wp[j] = aj[j] * ak * nf[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) wp[j] = aj[j] * ak;
+      }
+    }
+    const int64_t sk = w.sp[k];
+    for (int64_t t = 0; t < S; ++t) {
+      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], k);
+      if (j1 <= j0) continue;
+      double* row = ang + s.pair_table[t * S + sk] * P * Z;
+      for (int64_t p = 0; p < P; ++p) {
+        const double* __restrict wp = w.w + p * cap;
+        for (int64_t q = 0; q < Z; ++q) {
+          const double* __restrict pw = w.pw_ptrs[q];
+          double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = j0; j < j1; ++j) sum += wp[j] * pw[j];
+          row[p * Z + q] += sum;
+        }
+      }
+    }
+  }
+  const int64_t n_ang = s.width - s.radial_width;
+  for (int64_t i = 0; i < n_ang; ++i) ang[i] *= s.norm[i % Z];
+}
+
+template <typename T>
+void centre_backward(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
+                     int64_t n, Scratch& w, const double* gn, T* grad_vec) {
+  const int64_t n_in = load_centre<T>(s, vec, species, rows, n, w, true);
+  const int64_t S = s.n_species, P = s.n_parts, Z = s.n_zl, cap = w.cap;
+  std::fill(w.gx, w.gx + n, 0.0);
+  std::fill(w.gy, w.gy + n, 0.0);
+  std::fill(w.gz, w.gz + n, 0.0);
+  // radial: dL/dr_j = sum_i g[species_j, i] v_i'(r_j)
+  std::fill(w.grad_r, w.grad_r + n, 0.0);
+  for (size_t g = 0; g < s.rgroup_rc.size(); ++g)
+    cutoff_grad(w.r, n, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap, w.rdf + g * cap);
+  for (int64_t i = 0; i < s.n_radial; ++i) {
+    const int64_t grp = s.radial_group[i];
+    radial_shape(s, i, w.r, n, w.rf + grp * cap, w.rdf + grp * cap, w.tmp, w.tmp2);
+    const double* __restrict dv = w.tmp2;
+    double* __restrict grad_r = w.grad_r;
+    for (int64_t t = 0; t < 2 * S; ++t) {
+      const double g = gn[(t % S) * s.n_radial + i];
+      if (g == 0.0) continue;
+#pragma omp simd
+      for (int64_t j = w.seg[t]; j < w.seg[t + 1]; ++j) grad_r[j] += g * dv[j];
+    }
+  }
+  {
+    const double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
+    const double *__restrict inv_r = w.inv_r, *__restrict grad_r = w.grad_r;
+    double *__restrict gx = w.gx, *__restrict gy = w.gy, *__restrict gz = w.gz;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      const double c = grad_r[j] * inv_r[j];
+      gx[j] = c * x[j];
+      gy[j] = c * y[j];
+      gz[j] = c * z[j];
+    }
+  }
+  const double* ga = gn + s.radial_width;  // incoming gradient of the angular sums x norm
+  for (int64_t k = 1; k < n_in && P; ++k) {
+    triplets(s, w, k, true);
+    const int64_t sk = w.sp[k];
+    // dL/dw_p and dL/dpw_p per j: sums over (zeta, lambda) of the incoming gradient
+    for (int64_t t = 0; t < S; ++t) {
+      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], k);
+      if (j1 <= j0) continue;
+      const double* g = ga + s.pair_table[t * S + sk] * P * Z;
+      for (int64_t p = 0; p < P; ++p) {
+        double *__restrict dlw = w.dlw + p * cap, *__restrict dlpw = w.dlpw + p * cap;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) dlw[j] = dlpw[j] = 0.0;
+        for (int64_t q = 0; q < Z; ++q) {
+          const double gq = g[p * Z + q];
+          const double *__restrict pw = w.pw + q * cap, *__restrict dpw = w.dpw + q * cap;
+#pragma omp simd
+          for (int64_t j = j0; j < j1; ++j) {
+            dlw[j] += gq * pw[j];
+            dlpw[j] += gq * dpw[j];
+          }
+        }
+      }
+    }
+    // gradients with respect to cos, r_j, r_k, r_jk
+    double *__restrict gcos = w.gcos, *__restrict grj = w.grj, *__restrict grk = w.grk,
+                       *__restrict grjk = w.grjk;
+#pragma omp simd
+    for (int64_t j = 0; j < k; ++j) gcos[j] = grj[j] = grk[j] = grjk[j] = 0.0;
+    for (int64_t p = 0; p < P; ++p) {
+      const double ak = w.a[p * cap + k], dak = w.da[p * cap + k];
+      const double *__restrict aj = w.a + p * cap, *__restrict daj = w.da + p * cap;
+      const double *__restrict dlw = w.dlw + p * cap, *__restrict dlpw = w.dlpw + p * cap;
+      if (p < s.n_narrow) {
+        const double *__restrict nf = w.nf + p * cap, *__restrict dnf = w.dnf + p * cap;
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) {
+          const double A = aj[j] * ak;
+          const double t = dlw[j] * nf[j];
+          gcos[j] += A * nf[j] * dlpw[j];
+          grj[j] += t * daj[j] * ak;
+          grk[j] += t * aj[j] * dak;
+          grjk[j] += dlw[j] * A * dnf[j];
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < k; ++j) {
+          gcos[j] += aj[j] * ak * dlpw[j];
+          grj[j] += dlw[j] * daj[j] * ak;
+          grk[j] += dlw[j] * aj[j] * dak;
+        }
+      }
+    }
+    // chain rule to the pair vectors v_j, v_k
+    const double xk = w.x[k], yk = w.y[k], zk = w.z[k], inv_rk = w.inv_r[k];
+    const double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
+    const double *__restrict inv_r = w.inv_r, *__restrict cos_t = w.cos_t;
+    const double *__restrict dx = w.dx, *__restrict dy = w.dy, *__restrict dz = w.dz;
+    const double* __restrict inv_rjk = w.inv_rjk;
+    double *__restrict gx = w.gx, *__restrict gy = w.gy, *__restrict gz = w.gz;
+    double sx = 0.0, sy = 0.0, sz = 0.0;
+#pragma omp simd reduction(+ : sx, sy, sz)
+    for (int64_t j = 0; j < k; ++j) {
+      const double ij = inv_r[j];
+      const double cj = grj[j] * ij - gcos[j] * cos_t[j] * ij * ij;
+      const double ck = grk[j] * inv_rk - gcos[j] * cos_t[j] * inv_rk * inv_rk;
+      const double cx = gcos[j] * ij * inv_rk;
+      const double cjk = grjk[j] * inv_rjk[j];
+      gx[j] += cj * x[j] + cx * xk - cjk * dx[j];
+      gy[j] += cj * y[j] + cx * yk - cjk * dy[j];
+      gz[j] += cj * z[j] + cx * zk - cjk * dz[j];
+      sx += ck * xk + cx * x[j] + cjk * dx[j];
+      sy += ck * yk + cx * y[j] + cjk * dy[j];
+      sz += ck * zk + cx * z[j] + cjk * dz[j];
+    }
+    w.gx[k] += sx;
+    w.gy[k] += sy;
+    w.gz[k] += sz;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    T* row = grad_vec + 3 * w.src[j];
+    row[0] = (T)w.gx[j];
+    row[1] = (T)w.gy[j];
+    row[2] = (T)w.gz[j];
+  }
+}
+
+// pairs grouped by centre: order (P) and the start of each centre's run (n_atoms + 1)
+void group_by_centre(const torch::Tensor& centers, int64_t n_atoms, std::vector<int64_t>& order,
+                     std::vector<int64_t>& start) {
+  const int64_t n_pairs = centers.size(0);
+  const int64_t* c = centers.data_ptr<int64_t>();
+  start.assign(n_atoms + 1, 0);
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    TORCH_CHECK(c[i] >= 0 && c[i] < n_atoms, "ACSF kernel: centre index out of range");
+    ++start[c[i] + 1];
+  }
+  for (int64_t a = 0; a < n_atoms; ++a) start[a + 1] += start[a];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  order.resize(n_pairs);
+  for (int64_t i = 0; i < n_pairs; ++i) order[fill[c[i]]++] = i;
+}
+
+void check_inputs(const torch::Tensor& vec, const torch::Tensor& centers,
+                  const torch::Tensor& species) {
+  TORCH_CHECK(vec.dim() == 2 && vec.size(1) == 3 && vec.is_contiguous(), "vec must be (P, 3)");
+  TORCH_CHECK(centers.scalar_type() == torch::kInt64 && centers.is_contiguous());
+  TORCH_CHECK(species.scalar_type() == torch::kInt64 && species.is_contiguous());
+  TORCH_CHECK(centers.size(0) == vec.size(0) && species.size(0) == vec.size(0));
+}
+
+}  // namespace
+
+// Symmetry-function sums (n_atoms, width): radial block [species][shape], then angular block
+// [species pair][part][(zeta, lambda)], for the pair vectors `vec` (P, 3) of centres `centers`
+// with neighbour species `species`.
+torch::Tensor acsf_forward(torch::Tensor vec, torch::Tensor centers, torch::Tensor species,
+                           int64_t n_atoms, torch::Tensor radial_params, torch::Tensor part_params,
+                           int64_t n_narrow, torch::Tensor zl_params, torch::Tensor pair_table) {
+  check_inputs(vec, centers, species);
+  const Setup s = make_setup(radial_params, part_params, n_narrow, zl_params, pair_table);
+  std::vector<int64_t> order, start;
+  group_by_centre(centers, n_atoms, order, start);
+  auto out = torch::zeros({n_atoms, s.width}, vec.options());
+  AT_DISPATCH_FLOATING_TYPES(vec.scalar_type(), "acsf_forward", [&] {
+    const scalar_t* v = vec.data_ptr<scalar_t>();
+    const int64_t* sp = species.data_ptr<int64_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n_atoms, 8, [&](int64_t a0, int64_t a1) {
+      Scratch w;
+      std::vector<double> acc(s.width);
+      for (int64_t a = a0; a < a1; ++a) {
+        const int64_t n = start[a + 1] - start[a];
+        if (n == 0) continue;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        centre_forward<scalar_t>(s, v, sp, order.data() + start[a], n, w, acc.data());
+        for (int64_t i = 0; i < s.width; ++i) o[a * s.width + i] = (scalar_t)acc[i];
+      }
+    });
+  });
+  return out;
+}
+
+// Gradient (P, 3) of sum(grad_out * acsf_forward(...)) with respect to vec.
+torch::Tensor acsf_backward(torch::Tensor vec, torch::Tensor centers, torch::Tensor species,
+                            int64_t n_atoms, torch::Tensor radial_params,
+                            torch::Tensor part_params, int64_t n_narrow, torch::Tensor zl_params,
+                            torch::Tensor pair_table, torch::Tensor grad_out) {
+  check_inputs(vec, centers, species);
+  const Setup s = make_setup(radial_params, part_params, n_narrow, zl_params, pair_table);
+  TORCH_CHECK(grad_out.size(0) == n_atoms && grad_out.size(1) == s.width && grad_out.is_contiguous());
+  std::vector<int64_t> order, start;
+  group_by_centre(centers, n_atoms, order, start);
+  auto grad_vec = torch::zeros_like(vec);
+  AT_DISPATCH_FLOATING_TYPES(vec.scalar_type(), "acsf_backward", [&] {
+    const scalar_t* v = vec.data_ptr<scalar_t>();
+    const int64_t* sp = species.data_ptr<int64_t>();
+    const scalar_t* go = grad_out.data_ptr<scalar_t>();
+    scalar_t* gv = grad_vec.data_ptr<scalar_t>();
+    at::parallel_for(0, n_atoms, 8, [&](int64_t a0, int64_t a1) {
+      Scratch w;
+      std::vector<double> gn(s.width);
+      for (int64_t a = a0; a < a1; ++a) {
+        const int64_t n = start[a + 1] - start[a];
+        if (n == 0) continue;
+        const scalar_t* g = go + a * s.width;
+        for (int64_t i = 0; i < s.radial_width; ++i) gn[i] = (double)g[i];
+        for (int64_t i = s.radial_width; i < s.width; ++i)
+          gn[i] = (double)g[i] * s.norm[(i - s.radial_width) % s.n_zl];
+        centre_backward<scalar_t>(s, v, sp, order.data() + start[a], n, w, gn.data(), gv);
+      }
+    });
+  });
+  return grad_vec;
+}
