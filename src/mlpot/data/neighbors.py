@@ -90,6 +90,11 @@ def pair_vectors(
     """
     positions = batch.positions if positions is None else positions
     cell = batch.cell if cell is None else cell
-    pair_cell = cell[batch.structure_index[nl.centers]]
-    offsets = torch.einsum("pk,pkx->px", nl.shifts.to(positions.dtype), pair_cell)
-    return positions[nl.neighbors] - positions[nl.centers] + offsets
+    shifts = nl.shifts.to(positions.dtype)
+    if cell.shape[0] == 1:  # one structure (MD): one matrix product
+        offsets = shifts @ cell[0]
+    else:
+        pair_cell = cell[batch.structure_index[nl.centers]]
+        offsets = torch.einsum("pk,pkx->px", shifts, pair_cell)
+    # index_select: its backward is an index_add, faster than indexing's index_put
+    return positions.index_select(0, nl.neighbors) - positions.index_select(0, nl.centers) + offsets

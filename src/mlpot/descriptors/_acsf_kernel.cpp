@@ -24,6 +24,20 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kHalfPi = 1.57079632679489661923;
+constexpr int64_t kLanes = 4;  // neighbour blocks: species segments start at multiples of this
+constexpr double kFar = 1.0e6;  // distance of padding neighbours (beyond every cutoff), Å
+
+inline int64_t round_up(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+// four doubles (one AVX register; two SSE registers elsewhere), GCC/Clang vector extension
+typedef double v4 __attribute__((vector_size(4 * sizeof(double))));
+inline v4 load4(const double* p) {
+  v4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(double* p, v4 v) { std::memcpy(p, &v, sizeof v); }
+inline double sum4(v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 // sin(y) for |y| <= pi/2: Taylor series to y^21 (truncation < 2e-18)
 inline double sin_half(double y) {
@@ -130,6 +144,8 @@ struct Setup {
   std::vector<int> lambda_index;
   std::vector<char> is_int;                   // integer zeta: ladder of squares, else pow()
   std::vector<std::vector<int>> bits_e, bits_em1;  // ladder levels giving base^e, base^(e-1)
+  std::vector<int> pow2_level;                // b if zeta = 2^b, else -1
+  std::vector<double> dpw_scale;              // d/dcos of base^e = dpw_scale * base^(e-1)
   int n_lambda = 0, ladder_size = 1;
   double lambdas[2] = {0, 0};
   bool clamp = false;                         // clamp 1 + lambda cos >= 0 (non-integer zeta)
@@ -206,6 +222,8 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
     }
     s.bits_e.push_back(be);
     s.bits_em1.push_back(bm);
+    s.pow2_level.push_back(integer && be.size() == 1 ? be[0] : -1);
+    s.dpw_scale.push_back(integer ? zeta * lam : 1.0);
   }
   s.radial_width = s.n_species * s.n_radial;
   s.width = s.radial_width + s.n_species * (s.n_species + 1) / 2 * s.n_parts * s.n_zl;
@@ -217,21 +235,26 @@ struct Scratch {
   int64_t cap = 0;
   std::vector<double> buf;
   std::vector<int64_t> src, sp, seg, fill;
-  std::vector<const double*> pw_ptrs;
+  std::vector<const double*> pw_ptrs, dpw_ptrs, w_ptrs;
+  std::vector<double> w_scale, g_dpw;
   // per neighbour
   double *x, *y, *z, *r, *inv_r, *a, *da, *rf, *rdf, *grad_r;  // a, da: [part][j]
   // per j < k of the current k
-  double *cos_t, *dx, *dy, *dz, *rjk, *inv_rjk, *fc, *dfc, *nf, *dnf, *ladder, *pw, *dpw, *w;
+  double *cos_t, *dx, *dy, *dz, *rjk, *inv_rjk, *fc, *dfc, *nf, *dnf, *ladder, *prefix, *ones;
+  double *pw, *dpw, *w;
   double *dlw, *dlpw, *gcos, *grj, *grk, *grjk, *gx, *gy, *gz, *tmp, *tmp2;
 
   void reserve(const Setup& s, int64_t n) {
     pw_ptrs.resize(s.n_zl);
-    if (n <= cap) return;
-    cap = std::max<int64_t>(n, 2 * cap);
+    dpw_ptrs.resize(s.n_zl);
+    w_ptrs.resize(s.n_parts);
+    w_scale.resize(s.n_parts);
+    if (n + kLanes <= cap) return;
+    cap = round_up(std::max<int64_t>(n, 2 * cap)) + kLanes;
     const int64_t P = s.n_parts, G = (int64_t)s.group_rc.size(), N = s.n_narrow, Z = s.n_zl;
     const int64_t RG = (int64_t)s.rgroup_rc.size();
     const int64_t L = std::max(s.n_lambda, 1) * s.ladder_size;
-    const int64_t rows = 5 + 2 * P + 2 * RG + 1 + 6 + 2 * G + 2 * N + L + 2 * Z + 3 * P + 9;
+    const int64_t rows = 5 + 2 * P + 2 * RG + 1 + 6 + 2 * G + 2 * N + 2 * L + 1 + 2 * Z + 3 * P + 9;
     buf.assign(rows * cap, 0.0);
     double* q = buf.data();
     auto take = [&](int64_t count) { double* out = q; q += count * cap; return out; };
@@ -239,6 +262,8 @@ struct Scratch {
     a = take(P); da = take(P); rf = take(RG); rdf = take(RG); grad_r = take(1);
     cos_t = take(1); dx = take(1); dy = take(1); dz = take(1); rjk = take(1); inv_rjk = take(1);
     fc = take(G); dfc = take(G); nf = take(N); dnf = take(N); ladder = take(L);
+    prefix = take(L); ones = take(1);
+    std::fill(ones, ones + cap, 1.0);
     pw = take(Z); dpw = take(Z); w = take(P); dlw = take(P); dlpw = take(P);
     gcos = take(1); grj = take(1); grk = take(1); grjk = take(1);
     gx = take(1); gy = take(1); gz = take(1); tmp = take(1); tmp2 = take(1);
@@ -253,7 +278,6 @@ struct Scratch {
 template <typename T>
 int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
                     int64_t n, Scratch& w, bool grad) {
-  w.reserve(s, n);
   const int64_t S = s.n_species;
   w.seg.assign(2 * S + 1, 0);
   w.fill.resize(2 * S);
@@ -263,7 +287,17 @@ int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const 
     return species[row] + (r2 < s.rc_angular2 ? 0 : S);
   };
   for (int64_t i = 0; i < n; ++i) ++w.seg[bucket(rows[i]) + 1];
-  for (int64_t t = 0; t < 2 * S; ++t) w.seg[t + 1] += w.seg[t];
+  // each bucket starts at a multiple of kLanes; the gaps hold padding neighbours far away
+  for (int64_t t = 0; t < 2 * S; ++t) w.seg[t + 1] = w.seg[t] + round_up(w.seg[t + 1]);
+  const int64_t n_total = w.seg[2 * S];
+  w.reserve(s, n_total);
+  for (int64_t t = 0; t < 2 * S; ++t)
+    for (int64_t d = w.seg[t]; d < w.seg[t + 1]; ++d) {
+      w.src[d] = -1;
+      w.sp[d] = t % S;
+      w.x[d] = kFar;
+      w.y[d] = w.z[d] = 0.0;
+    }
   std::copy(w.seg.begin(), w.seg.end() - 1, w.fill.begin());
   for (int64_t i = 0; i < n; ++i) {
     const int64_t row = rows[i];
@@ -278,7 +312,7 @@ int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const 
   double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
   double *__restrict r = w.r, *__restrict inv_r = w.inv_r;
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < n_total; ++j) {
     r[j] = std::sqrt(x[j] * x[j] + y[j] * y[j] + z[j] * z[j]);
     inv_r[j] = r[j] > 0.0 ? 1.0 / r[j] : 0.0;
   }
@@ -305,7 +339,7 @@ int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const 
       }
     }
   }
-  return n_in;
+  return n_in;  // the number of (padded) neighbours is w.seg[2 S]
 }
 
 // value (and derivative) of radial shape i at the n distances r, given its cutoff f (f')
@@ -339,16 +373,17 @@ void radial_shape(const Setup& s, int64_t i, const double* __restrict r, int64_t
   }
 }
 
-// Everything of the triplets (j, k), j < k, that does not depend on the incoming gradient.
-// pw_ptr[q] points at (1 + lambda cos)^zeta of (zeta, lambda) q (a ladder level when it is one).
-void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
-  const int64_t m = k, cap = w.cap;
+// Everything of the triplets (j, k), j < m = round_up(k), that does not depend on the incoming
+// gradient; the entries k <= j < m have base 1 + lambda cos = 0, hence zero powers.
+// pw_ptrs[q] points at (1 + lambda cos)^zeta of (zeta, lambda) q (a ladder level when it is one).
+void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad) {
+  const int64_t cap = w.cap;
   const double xk = w.x[k], yk = w.y[k], zk = w.z[k], inv_rk = w.inv_r[k];
   {
     const double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
     const double* __restrict inv_r = w.inv_r;
     double *__restrict cos_t = w.cos_t, *__restrict rjk = w.rjk;
-    if (grad) {
+    if (grad && s.n_narrow) {
       double *__restrict dx = w.dx, *__restrict dy = w.dy, *__restrict dz = w.dz;
       double* __restrict inv_rjk = w.inv_rjk;
 #pragma omp simd
@@ -405,24 +440,30 @@ void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
       }
     }
   }
-  // ladder base^(2^b) of base = 1 + lambda cos
-  for (int l = 0; l < s.n_lambda; ++l) {
-    double* lad = w.ladder + (int64_t)l * s.ladder_size * cap;
-    const double lam = s.lambdas[l];
-    const double* __restrict cos_t = w.cos_t;
-    double* __restrict b0 = lad;
-    if (s.clamp) {
-#pragma omp simd
-      for (int64_t j = 0; j < m; ++j) b0[j] = std::max(1.0 + lam * cos_t[j], 0.0);
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < m; ++j) b0[j] = 1.0 + lam * cos_t[j];
-    }
-    for (int b = 1; b < s.ladder_size; ++b) {
-      const double* __restrict prev = lad + (b - 1) * cap;
-      double* __restrict next = lad + b * cap;
-#pragma omp simd
-      for (int64_t j = 0; j < m; ++j) next[j] = prev[j] * prev[j];
+  // ladder base^(2^b) of base = 1 + lambda cos and prefix products base^(2^b - 1) =
+  // ladder[0] ... ladder[b-1] (prefix level 0 would be ones, level 1 is the base itself), in
+  // one pass; base = 0 for k <= j < m
+  {
+    const int64_t L = s.ladder_size;
+    for (int64_t j = 0; j < m; j += kLanes) {
+      const v4 c = load4(w.cos_t + j);
+      v4 keep;
+      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
+      for (int l = 0; l < s.n_lambda; ++l) {
+        v4 base = 1.0 + s.lambdas[l] * c;
+        if (s.clamp) base = base > 0.0 ? base : 0.0;
+        base *= keep;
+        double* lad = w.ladder + l * L * cap + j;
+        double* pre = w.prefix + l * L * cap + j;
+        store4(lad, base);
+        v4 level = base, product = base;
+        for (int64_t b = 1; b < L; ++b) {
+          if (b >= 2) store4(pre + b * cap, product);
+          level *= level;
+          store4(lad + b * cap, level);
+          product *= level;
+        }
+      }
     }
   }
   // powers (1 + lambda cos)^zeta and (grad) their derivative in cos
@@ -431,6 +472,16 @@ void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
     double *__restrict pw = w.pw + q * cap, *__restrict dpw = w.dpw + q * cap;
     const double* __restrict base = lad;
     w.pw_ptrs[q] = pw;
+    w.dpw_ptrs[q] = dpw;
+    const int b2 = s.pow2_level[q];
+    if (b2 >= 0) {  // zeta = 2^b2: the ladder level, and base^(zeta - 1) a prefix product
+      w.pw_ptrs[q] = lad + b2 * cap;
+      if (grad) {
+        const double* pre = w.prefix + (int64_t)s.lambda_index[q] * s.ladder_size * cap;
+        w.dpw_ptrs[q] = b2 == 0 ? w.ones : (b2 == 1 ? lad : pre + b2 * cap);
+      }
+      continue;
+    }
     if (!s.is_int[q]) {
       const double zeta = s.zeta[q], lam = s.lam[q];
       for (int64_t j = 0; j < m; ++j) {
@@ -448,12 +499,8 @@ void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
 #pragma omp simd
         for (int64_t j = 0; j < m; ++j) dpw[j] *= level[j];
       }
-      const double scale = s.zeta[q] * s.lam[q];
 #pragma omp simd
-      for (int64_t j = 0; j < m; ++j) {
-        pw[j] = dpw[j] * base[j];
-        dpw[j] *= scale;
-      }
+      for (int64_t j = 0; j < m; ++j) pw[j] = dpw[j] * base[j];
     } else {
       const auto& bits = s.bits_e[q];
       const double* __restrict first = lad + bits[0] * cap;
@@ -472,16 +519,76 @@ void triplets(const Setup& s, Scratch& w, int64_t k, bool grad) {
   }
 }
 
+// out[p * stride] += scale[p] * sum_{j0 <= j < j1} w[p][j] pw[j] for p < NP (j0, j1 multiples
+// of kLanes); four-lane partial sums, no horizontal sum
+template <int NP>
+inline void dot_parts(const double* const* w, const double* scale, const double* pw, int64_t j0,
+                      int64_t j1, v4* out, int64_t stride) {
+  v4 acc[NP];
+  for (int p = 0; p < NP; ++p) acc[p] = v4{0.0, 0.0, 0.0, 0.0};
+  for (int64_t j = j0; j < j1; j += kLanes) {
+    const v4 b = load4(pw + j);
+    for (int p = 0; p < NP; ++p) acc[p] += load4(w[p] + j) * b;
+  }
+  for (int p = 0; p < NP; ++p) out[p * stride] += scale[p] * acc[p];
+}
+
+// For parts p0..p0+NP and j in [j0, j1): dL/dw_p = sum_q g_pw[p][q] pw_q and dL/dpw_p =
+// sum_q g_dpw[p][q] base^(e_q - 1) in registers, then their share of dL/dcos, dL/dr_j,
+// dL/dr_k and dL/dr_jk added to w.gcos, w.grj, w.grk, w.grjk
+template <int NP>
+inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const double* g_dpw,
+                       int64_t p0, int64_t k, int64_t j0, int64_t j1) {
+  const int64_t Z = s.n_zl, cap = w.cap;
+  const double* gp = g_pw + p0 * Z;
+  const double* gd = g_dpw + p0 * Z;
+  for (int64_t j = j0; j < j1; j += kLanes) {
+    v4 dlw[NP], dlpw[NP];
+    for (int p = 0; p < NP; ++p) dlw[p] = dlpw[p] = v4{0.0, 0.0, 0.0, 0.0};
+    for (int64_t q = 0; q < Z; ++q) {
+      const v4 u = load4(w.pw_ptrs[q] + j), du = load4(w.dpw_ptrs[q] + j);
+      for (int p = 0; p < NP; ++p) {
+        dlw[p] += gp[p * Z + q] * u;
+        dlpw[p] += gd[p * Z + q] * du;
+      }
+    }
+    v4 gc = load4(w.gcos + j), gj = load4(w.grj + j), gk = load4(w.grk + j);
+    v4 gjk = load4(w.grjk + j);
+    for (int p = 0; p < NP; ++p) {
+      const int64_t pp = p0 + p;
+      const double ak = w.a[pp * cap + k], dak = w.da[pp * cap + k];
+      const v4 aj = load4(w.a + pp * cap + j), daj = load4(w.da + pp * cap + j);
+      if (pp < s.n_narrow) {
+        const v4 nf = load4(w.nf + pp * cap + j), dnf = load4(w.dnf + pp * cap + j);
+        const v4 t = dlw[p] * nf;
+        gc += ak * aj * nf * dlpw[p];
+        gj += ak * t * daj;
+        gk += dak * t * aj;
+        gjk += ak * dlw[p] * aj * dnf;
+      } else {
+        gc += ak * aj * dlpw[p];
+        gj += ak * dlw[p] * daj;
+        gk += dak * dlw[p] * aj;
+      }
+    }
+    store4(w.gcos + j, gc);
+    store4(w.grj + j, gj);
+    store4(w.grk + j, gk);
+    store4(w.grjk + j, gjk);
+  }
+}
+
 template <typename T>
 void centre_forward(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
-                    int64_t n, Scratch& w, double* acc) {
+                    int64_t n, Scratch& w, double* acc, std::vector<v4>& lanes) {
   const int64_t n_in = load_centre<T>(s, vec, species, rows, n, w, false);
   const int64_t S = s.n_species, P = s.n_parts, Z = s.n_zl, cap = w.cap;
+  const int64_t n_total = w.seg[2 * S];
   // radial sums: per species, over both buckets (inside and outside the angular cutoff)
   for (size_t g = 0; g < s.rgroup_rc.size(); ++g)
-    cutoff(w.r, n, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap);
+    cutoff(w.r, n_total, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap);
   for (int64_t i = 0; i < s.n_radial; ++i) {
-    radial_shape(s, i, w.r, n, w.rf + s.radial_group[i] * cap, nullptr, w.tmp, nullptr);
+    radial_shape(s, i, w.r, n_total, w.rf + s.radial_group[i] * cap, nullptr, w.tmp, nullptr);
     const double* __restrict v = w.tmp;
     for (int64_t t = 0; t < S; ++t) {
       double sum = 0.0;
@@ -494,42 +601,50 @@ void centre_forward(const Setup& s, const T* vec, const int64_t* species, const 
     }
   }
   if (!P) return;
-  double* ang = acc + s.radial_width;
+  const int64_t n_ang = s.width - s.radial_width;
+  std::fill(lanes.begin(), lanes.end(), v4{0.0, 0.0, 0.0, 0.0});
   for (int64_t k = 1; k < n_in; ++k) {
-    triplets(s, w, k, false);
-    // pair weights a_p(r_j) a_p(r_k) [nf_p(r_jk)]
+    if (w.src[k] < 0) continue;  // padding
+    const int64_t m = round_up(k);
+    triplets(s, w, k, m, false);
+    // pair weights a_p(r_j) [nf_p(r_jk)], times a_p(r_k) in the sums
     for (int64_t p = 0; p < P; ++p) {
-      const double ak = w.a[p * cap + k];
-      const double* __restrict aj = w.a + p * cap;
-      double* __restrict wp = w.w + p * cap;
+      w.w_scale[p] = w.a[p * cap + k];
       if (p < s.n_narrow) {
+        const double* __restrict aj = w.a + p * cap;
         const double* __restrict nf = w.nf + p * cap;
+        double* __restrict wp = w.w + p * cap;
 #pragma omp simd
-        for (int64_t j = 0; j < k; ++j) wp[j] = aj[j] * ak * nf[j];
+        for (int64_t j = 0; j < m; ++j) wp[j] = aj[j] * nf[j];
+        w.w_ptrs[p] = wp;
       } else {
-#pragma omp simd
-        for (int64_t j = 0; j < k; ++j) wp[j] = aj[j] * ak;
+        w.w_ptrs[p] = w.a + p * cap;
       }
     }
     const int64_t sk = w.sp[k];
     for (int64_t t = 0; t < S; ++t) {
-      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], k);
+      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], m);
       if (j1 <= j0) continue;
-      double* row = ang + s.pair_table[t * S + sk] * P * Z;
-      for (int64_t p = 0; p < P; ++p) {
-        const double* __restrict wp = w.w + p * cap;
-        for (int64_t q = 0; q < Z; ++q) {
-          const double* __restrict pw = w.pw_ptrs[q];
-          double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = j0; j < j1; ++j) sum += wp[j] * pw[j];
-          row[p * Z + q] += sum;
+      v4* row = lanes.data() + s.pair_table[t * S + sk] * P * Z;
+      for (int64_t q = 0; q < Z; ++q) {
+        const double* pw = w.pw_ptrs[q];
+        for (int64_t p0 = 0; p0 < P; p0 += 4) {
+          const double* const* wp = w.w_ptrs.data() + p0;
+          const double* scale = w.w_scale.data() + p0;
+          v4* out = row + p0 * Z + q;
+          switch (std::min<int64_t>(P - p0, 4)) {
+            case 1: dot_parts<1>(wp, scale, pw, j0, j1, out, Z); break;
+            case 2: dot_parts<2>(wp, scale, pw, j0, j1, out, Z); break;
+            case 3: dot_parts<3>(wp, scale, pw, j0, j1, out, Z); break;
+            default: dot_parts<4>(wp, scale, pw, j0, j1, out, Z); break;
+          }
         }
       }
     }
   }
-  const int64_t n_ang = s.width - s.radial_width;
-  for (int64_t i = 0; i < n_ang; ++i) ang[i] *= s.norm[i % Z];
+  double* ang = acc + s.radial_width;
+  for (int64_t i = 0; i < n_ang; i += Z)
+    for (int64_t q = 0; q < Z; ++q) ang[i + q] = sum4(lanes[i + q]) * s.norm[q];
 }
 
 template <typename T>
@@ -537,16 +652,14 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
                      int64_t n, Scratch& w, const double* gn, T* grad_vec) {
   const int64_t n_in = load_centre<T>(s, vec, species, rows, n, w, true);
   const int64_t S = s.n_species, P = s.n_parts, Z = s.n_zl, cap = w.cap;
-  std::fill(w.gx, w.gx + n, 0.0);
-  std::fill(w.gy, w.gy + n, 0.0);
-  std::fill(w.gz, w.gz + n, 0.0);
+  const int64_t n_total = w.seg[2 * S];
   // radial: dL/dr_j = sum_i g[species_j, i] v_i'(r_j)
-  std::fill(w.grad_r, w.grad_r + n, 0.0);
+  std::fill(w.grad_r, w.grad_r + n_total, 0.0);
   for (size_t g = 0; g < s.rgroup_rc.size(); ++g)
-    cutoff_grad(w.r, n, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap, w.rdf + g * cap);
+    cutoff_grad(w.r, n_total, s.rgroup_rc[g], s.rgroup_in[g], w.rf + g * cap, w.rdf + g * cap);
   for (int64_t i = 0; i < s.n_radial; ++i) {
     const int64_t grp = s.radial_group[i];
-    radial_shape(s, i, w.r, n, w.rf + grp * cap, w.rdf + grp * cap, w.tmp, w.tmp2);
+    radial_shape(s, i, w.r, n_total, w.rf + grp * cap, w.rdf + grp * cap, w.tmp, w.tmp2);
     const double* __restrict dv = w.tmp2;
     double* __restrict grad_r = w.grad_r;
     for (int64_t t = 0; t < 2 * S; ++t) {
@@ -561,7 +674,7 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
     const double *__restrict inv_r = w.inv_r, *__restrict grad_r = w.grad_r;
     double *__restrict gx = w.gx, *__restrict gy = w.gy, *__restrict gz = w.gz;
 #pragma omp simd
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = 0; j < n_total; ++j) {
       const double c = grad_r[j] * inv_r[j];
       gx[j] = c * x[j];
       gy[j] = c * y[j];
@@ -569,58 +682,37 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
     }
   }
   const double* ga = gn + s.radial_width;  // incoming gradient of the angular sums x norm
+  // the same times d/dcos of the powers over base^(e-1), for every species pair
+  const int64_t n_ang = s.width - s.radial_width;
+  w.g_dpw.resize(n_ang);
+  for (int64_t i = 0; i < n_ang; i += Z)
+    for (int64_t q = 0; q < Z; ++q) w.g_dpw[i + q] = ga[i + q] * s.dpw_scale[q];
   for (int64_t k = 1; k < n_in && P; ++k) {
-    triplets(s, w, k, true);
+    if (w.src[k] < 0) continue;  // padding
+    const int64_t m = round_up(k);
+    triplets(s, w, k, m, true);
     const int64_t sk = w.sp[k];
-    // dL/dw_p and dL/dpw_p per j: sums over (zeta, lambda) of the incoming gradient
-    for (int64_t t = 0; t < S; ++t) {
-      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], k);
-      if (j1 <= j0) continue;
-      const double* g = ga + s.pair_table[t * S + sk] * P * Z;
-      for (int64_t p = 0; p < P; ++p) {
-        double *__restrict dlw = w.dlw + p * cap, *__restrict dlpw = w.dlpw + p * cap;
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) dlw[j] = dlpw[j] = 0.0;
-        for (int64_t q = 0; q < Z; ++q) {
-          const double gq = g[p * Z + q];
-          const double *__restrict pw = w.pw + q * cap, *__restrict dpw = w.dpw + q * cap;
-#pragma omp simd
-          for (int64_t j = j0; j < j1; ++j) {
-            dlw[j] += gq * pw[j];
-            dlpw[j] += gq * dpw[j];
-          }
-        }
-      }
-    }
-    // gradients with respect to cos, r_j, r_k, r_jk
     double *__restrict gcos = w.gcos, *__restrict grj = w.grj, *__restrict grk = w.grk,
                        *__restrict grjk = w.grjk;
 #pragma omp simd
-    for (int64_t j = 0; j < k; ++j) gcos[j] = grj[j] = grk[j] = grjk[j] = 0.0;
-    for (int64_t p = 0; p < P; ++p) {
-      const double ak = w.a[p * cap + k], dak = w.da[p * cap + k];
-      const double *__restrict aj = w.a + p * cap, *__restrict daj = w.da + p * cap;
-      const double *__restrict dlw = w.dlw + p * cap, *__restrict dlpw = w.dlpw + p * cap;
-      if (p < s.n_narrow) {
-        const double *__restrict nf = w.nf + p * cap, *__restrict dnf = w.dnf + p * cap;
-#pragma omp simd
-        for (int64_t j = 0; j < k; ++j) {
-          const double A = aj[j] * ak;
-          const double t = dlw[j] * nf[j];
-          gcos[j] += A * nf[j] * dlpw[j];
-          grj[j] += t * daj[j] * ak;
-          grk[j] += t * aj[j] * dak;
-          grjk[j] += dlw[j] * A * dnf[j];
-        }
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < k; ++j) {
-          gcos[j] += aj[j] * ak * dlpw[j];
-          grj[j] += dlw[j] * daj[j] * ak;
-          grk[j] += dlw[j] * aj[j] * dak;
+    for (int64_t j = 0; j < m; ++j) gcos[j] = grj[j] = grk[j] = grjk[j] = 0.0;
+    // gradients with respect to cos, r_j, r_k, r_jk, per species segment of j
+    for (int64_t t = 0; t < S; ++t) {
+      const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], m);
+      if (j1 <= j0) continue;
+      const int64_t offset = s.pair_table[t * S + sk] * P * Z;
+      const double* gp = ga + offset;
+      const double* gd = w.g_dpw.data() + offset;
+      for (int64_t p0 = 0; p0 < P; p0 += 4) {
+        switch (std::min<int64_t>(P - p0, 4)) {
+          case 1: grad_parts<1>(s, w, gp, gd, p0, k, j0, j1); break;
+          case 2: grad_parts<2>(s, w, gp, gd, p0, k, j0, j1); break;
+          case 3: grad_parts<3>(s, w, gp, gd, p0, k, j0, j1); break;
+          default: grad_parts<4>(s, w, gp, gd, p0, k, j0, j1); break;
         }
       }
     }
+    for (int64_t j = k; j < m; ++j) gcos[j] = grj[j] = grk[j] = grjk[j] = 0.0;  // not triplets
     // chain rule to the pair vectors v_j, v_k
     const double xk = w.x[k], yk = w.y[k], zk = w.z[k], inv_rk = w.inv_r[k];
     const double *__restrict x = w.x, *__restrict y = w.y, *__restrict z = w.z;
@@ -629,25 +721,42 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
     const double* __restrict inv_rjk = w.inv_rjk;
     double *__restrict gx = w.gx, *__restrict gy = w.gy, *__restrict gz = w.gz;
     double sx = 0.0, sy = 0.0, sz = 0.0;
+    if (!s.n_narrow) {  // no R_jk terms
 #pragma omp simd reduction(+ : sx, sy, sz)
-    for (int64_t j = 0; j < k; ++j) {
-      const double ij = inv_r[j];
-      const double cj = grj[j] * ij - gcos[j] * cos_t[j] * ij * ij;
-      const double ck = grk[j] * inv_rk - gcos[j] * cos_t[j] * inv_rk * inv_rk;
-      const double cx = gcos[j] * ij * inv_rk;
-      const double cjk = grjk[j] * inv_rjk[j];
-      gx[j] += cj * x[j] + cx * xk - cjk * dx[j];
-      gy[j] += cj * y[j] + cx * yk - cjk * dy[j];
-      gz[j] += cj * z[j] + cx * zk - cjk * dz[j];
-      sx += ck * xk + cx * x[j] + cjk * dx[j];
-      sy += ck * yk + cx * y[j] + cjk * dy[j];
-      sz += ck * zk + cx * z[j] + cjk * dz[j];
+      for (int64_t j = 0; j < m; ++j) {
+        const double ij = inv_r[j];
+        const double cj = grj[j] * ij - gcos[j] * cos_t[j] * ij * ij;
+        const double ck = grk[j] * inv_rk - gcos[j] * cos_t[j] * inv_rk * inv_rk;
+        const double cx = gcos[j] * ij * inv_rk;
+        gx[j] += cj * x[j] + cx * xk;
+        gy[j] += cj * y[j] + cx * yk;
+        gz[j] += cj * z[j] + cx * zk;
+        sx += ck * xk + cx * x[j];
+        sy += ck * yk + cx * y[j];
+        sz += ck * zk + cx * z[j];
+      }
+    } else {
+#pragma omp simd reduction(+ : sx, sy, sz)
+      for (int64_t j = 0; j < m; ++j) {
+        const double ij = inv_r[j];
+        const double cj = grj[j] * ij - gcos[j] * cos_t[j] * ij * ij;
+        const double ck = grk[j] * inv_rk - gcos[j] * cos_t[j] * inv_rk * inv_rk;
+        const double cx = gcos[j] * ij * inv_rk;
+        const double cjk = grjk[j] * inv_rjk[j];
+        gx[j] += cj * x[j] + cx * xk - cjk * dx[j];
+        gy[j] += cj * y[j] + cx * yk - cjk * dy[j];
+        gz[j] += cj * z[j] + cx * zk - cjk * dz[j];
+        sx += ck * xk + cx * x[j] + cjk * dx[j];
+        sy += ck * yk + cx * y[j] + cjk * dy[j];
+        sz += ck * zk + cx * z[j] + cjk * dz[j];
+      }
     }
     w.gx[k] += sx;
     w.gy[k] += sy;
     w.gz[k] += sz;
   }
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < n_total; ++j) {
+    if (w.src[j] < 0) continue;
     T* row = grad_vec + 3 * w.src[j];
     row[0] = (T)w.gx[j];
     row[1] = (T)w.gy[j];
@@ -699,11 +808,12 @@ torch::Tensor acsf_forward(torch::Tensor vec, torch::Tensor centers, torch::Tens
     at::parallel_for(0, n_atoms, 8, [&](int64_t a0, int64_t a1) {
       Scratch w;
       std::vector<double> acc(s.width);
+      std::vector<v4> lanes(s.width - s.radial_width);
       for (int64_t a = a0; a < a1; ++a) {
         const int64_t n = start[a + 1] - start[a];
         if (n == 0) continue;
         std::fill(acc.begin(), acc.end(), 0.0);
-        centre_forward<scalar_t>(s, v, sp, order.data() + start[a], n, w, acc.data());
+        centre_forward<scalar_t>(s, v, sp, order.data() + start[a], n, w, acc.data(), lanes);
         for (int64_t i = 0; i < s.width; ++i) o[a * s.width + i] = (scalar_t)acc[i];
       }
     });
@@ -735,8 +845,8 @@ torch::Tensor acsf_backward(torch::Tensor vec, torch::Tensor centers, torch::Ten
         if (n == 0) continue;
         const scalar_t* g = go + a * s.width;
         for (int64_t i = 0; i < s.radial_width; ++i) gn[i] = (double)g[i];
-        for (int64_t i = s.radial_width; i < s.width; ++i)
-          gn[i] = (double)g[i] * s.norm[(i - s.radial_width) % s.n_zl];
+        for (int64_t i = s.radial_width; i < s.width; i += s.n_zl)
+          for (int64_t q = 0; q < s.n_zl; ++q) gn[i + q] = (double)g[i + q] * s.norm[q];
         centre_backward<scalar_t>(s, v, sp, order.data() + start[a], n, w, gn.data(), gv);
       }
     });

@@ -32,6 +32,9 @@ _SOURCE_FILE = Path(__file__).with_name("_acsf_kernel.cpp")
 def _build_flags() -> tuple[str, list[str]]:
     """(name suffix, compiler flags): AVX2/FMA code where torch itself detects AVX2 or better."""
     flags = ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.system() == "Linux" and "OpenMP" in torch.__config__.parallel_info():
+        # ATen's parallel_for (inlined from its headers) runs serially without -fopenmp
+        flags[1] = "-fopenmp"
     try:
         capability = torch.backends.cpu.get_cpu_capability()
     except Exception:  # noqa: BLE001 - old torch: portable build
@@ -65,6 +68,7 @@ def load_kernel():
                     cpp_sources=[_SOURCE_FILE.read_text()],
                     functions=["acsf_forward", "acsf_backward"],
                     extra_cflags=flags,
+                    extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
                     verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 - any build problem means: use PyTorch

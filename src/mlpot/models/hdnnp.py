@@ -296,6 +296,8 @@ class HDNNP(Potential):
                     continue
                 covered += index.numel()
             net = self.networks[chemical_symbols[z]]
+            if not tracing and index.numel() == features.shape[0]:  # one element: no gathers
+                return net(features[:, : net.n_features], self.scaling, self.scaling_range)
             atom_features = features.index_select(0, index)[:, : net.n_features]
             energies = energies.index_copy(
                 0, index, net(atom_features, self.scaling, self.scaling_range)
