@@ -14,6 +14,10 @@ Modes (see docs/datasets.md):
     not yet in ``--output`` with ``--workers`` processes (each GPAW serial). The main process
     appends each finished structure to the output extxyz (flush + fsync per frame), so an
     interrupted run loses at most one structure per worker and resumes where it stopped.
+``--from-bundle``
+    Start the working file (and the convergence record) from the bundled data set, so a new
+    checkout continues the generation instead of starting over. Per-structure wall and CPU times
+    are set to the group means of the bundled provenance record (group totals are kept).
 ``--finalize``
     Write the bundled file ``src/mlpot/datasets/si_gpaw.extxyz.gz`` (sorted by index, gzip with
     mtime 0) and ``si_gpaw.json`` (provenance: versions, settings, groups, seed, wall times,
@@ -756,6 +760,33 @@ def finalize(args) -> int:
     return 0
 
 
+def from_bundle(args) -> int:
+    """Write the bundled structures to a new working file; restore the convergence record."""
+    output = Path(args.output)
+    if output.exists():
+        print(f"{output} exists; move it away first (nothing was changed)", file=sys.stderr)
+        return 2
+    bundle_dir = Path(args.bundle_dir)
+    record = json.loads((bundle_dir / "si_gpaw.json").read_text())
+    with gzip.open(bundle_dir / "si_gpaw.extxyz.gz", "rt") as handle:
+        frames = ase.io.read(handle, index=":", format="extxyz")
+    check_against_candidates(frames, build_candidates(args.seed), bundle_dir / record["file"])
+    text = []
+    for frame in frames:
+        group = record["groups"][frame.info["group"]]
+        frame.info["wall_s"] = round(group["wall_s"] / max(group["n_structures"], 1), 2)
+        if group.get("cpu_s_per_structure") is not None:
+            frame.info["cpu_s"] = group["cpu_s_per_structure"]
+        text.append(frame_text(frame))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, "".join(text))
+    convergence = Path(args.convergence)
+    if record.get("convergence") and not convergence.exists():
+        atomic_write_text(convergence, json.dumps(record["convergence"], indent=1) + "\n")
+    print(f"wrote {output} with {len(frames)} bundled structures; run without options to go on")
+    return 0
+
+
 def list_candidates(args) -> int:
     candidates = build_candidates(args.seed)
     counts: dict[str, int] = {}
@@ -773,6 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--converge", action="store_true", help="run the convergence check")
     mode.add_argument("--finalize", action="store_true", help="write the bundled file")
     mode.add_argument("--list", action="store_true", help="list candidate structures")
+    mode.add_argument(
+        "--from-bundle", action="store_true", help="start the working file from the bundled data"
+    )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="working extxyz file")
     parser.add_argument("--convergence", default=str(DEFAULT_CONVERGENCE), help="JSON record")
     parser.add_argument("--bundle-dir", default=str(BUNDLED_DIR), help="where --finalize writes")
@@ -787,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         return finalize(args)
     if args.list:
         return list_candidates(args)
+    if args.from_bundle:
+        return from_bundle(args)
     return generate(args)
 
 
