@@ -522,6 +522,13 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
             plain = compute_properties(potential, batch, forces=True, stress=stress)
         for key in fused:
             torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-12)
+        # a list built with a skin (pairs beyond every cutoff) changes nothing
+        longer = neighbor_list(batch, acsf.cutoff + 1.5)
+        if stress:  # the periodic cell gains pairs; the small molecule has none beyond 5.2 Å
+            assert longer.n_pairs > neighbor_list(batch, acsf.cutoff).n_pairs
+        skin = compute_properties(potential, batch, longer, forces=True, stress=stress)
+        for key in fused:
+            torch.testing.assert_close(skin[key], plain[key], rtol=1e-12, atol=1e-12)
     assert not acsf.compute(molecule)[-1].any()
     # forces through the kernel = finite differences of the energy
     out = compute_properties(potential, AtomsBatch.from_atoms([periodic]), forces=True)

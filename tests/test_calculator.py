@@ -6,6 +6,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from ase.neighborlist import neighbor_list
 
 from mlpot.descriptors import ACSF
 from mlpot.models.hdnnp import HDNNP
@@ -43,6 +44,37 @@ def test_forces_and_stress_equal_finite_differences(random_hdnnp):
     energies = atoms.get_potential_energies()
     assert energies.sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
     assert atoms.get_potential_energy() == atoms.get_potential_energy(force_consistent=True)
+
+
+def test_neighbor_list_reuse_with_skin_equals_new_lists(random_hdnnp):
+    """The reused skin list gives what a new list gives, and is rebuilt when it must be."""
+    atoms = quartz_like()
+    reused = random_hdnnp.calculator(skin=1.0)
+    fresh = random_hdnnp.calculator(skin=0.0)
+    rng = np.random.default_rng(4)
+
+    def pairs_inside():  # (i, j, image) of every pair within the 4.5 Å cutoff
+        i, j, shift = neighbor_list("ijS", atoms, 4.5)
+        return set(zip(i.tolist(), j.tolist(), map(tuple, shift.tolist()), strict=True))
+
+    start, crossed = pairs_inside(), 0
+    for step in range(6):
+        if step:  # moves of up to 0.28 Å per atom: pairs cross the 4.5 Å cutoff both ways
+            atoms.positions += rng.uniform(-0.16, 0.16, atoms.positions.shape)
+        crossed += len(start ^ pairs_inside())
+        for calc in (reused, fresh):
+            calc.calculate(atoms, ["energy", "forces", "stress"])
+        assert reused.results["energy"] == pytest.approx(fresh.results["energy"], rel=1e-12)
+        np.testing.assert_allclose(reused.results["forces"], fresh.results["forces"], atol=1e-10)
+        np.testing.assert_allclose(reused.results["stress"], fresh.results["stress"], atol=1e-12)
+    assert crossed > 0  # the reused list really had to cover pairs that entered the cutoff
+    assert reused.neighbor_list_builds == 1 and fresh.neighbor_list_builds == 6
+    atoms.positions[0] += [0.3, 0.3, 0.3]  # 0.52 Å > skin / 2: a new list
+    reused.calculate(atoms, ["energy"])
+    assert reused.neighbor_list_builds == 2
+    atoms.set_cell(atoms.cell[:] * 1.001, scale_atoms=False)  # another cell: a new list
+    reused.calculate(atoms, ["energy"])
+    assert reused.neighbor_list_builds == 3
 
 
 def test_molecule_without_cell(random_hdnnp):

@@ -87,9 +87,24 @@ def pair_vectors(
     """(P, 3) vectors r_j - r_i + shift·cell, Å, differentiable in ``positions`` and ``cell``.
 
     ``positions``/``cell`` default to the batch's; pass strained copies to get stress by autograd.
+    One structure on the CPU uses the compiled loops of :mod:`mlpot.descriptors._fused` (same
+    numbers; higher derivatives still work); batches and graph tracers use PyTorch operations.
     """
     positions = batch.positions if positions is None else positions
     cell = batch.cell if cell is None else cell
+    if cell.shape[0] == 1 and positions.device.type == "cpu":
+        from mlpot.descriptors import _fused  # compiled loops, not for graph tracers
+        from mlpot.descriptors.acsf import is_tracing
+
+        if (
+            positions.dtype in (torch.float32, torch.float64)
+            and not is_tracing(positions)
+            and not torch.jit.is_tracing()
+            and _fused.kernel_available()
+        ):
+            return _fused.PairVectors.apply(
+                positions, cell[0].to(positions.dtype), nl.centers, nl.neighbors, nl.shifts
+            )
     shifts = nl.shifts.to(positions.dtype)
     if cell.shape[0] == 1:  # one structure (MD): one matrix product
         offsets = shifts @ cell[0]

@@ -140,6 +140,7 @@ struct Setup {
   std::vector<int> group;                     // narrow part -> cutoff group of R_jk
   std::vector<double> group_rc, group_in;
   double rc_angular2 = 0.0;                   // neighbours beyond this make no triplets
+  double rc_all2 = 0.0;                       // neighbours beyond this add nothing at all
   std::vector<double> zeta, lam, norm;        // per (zeta, lambda)
   std::vector<int> lambda_index;
   std::vector<char> is_int;                   // integer zeta: ladder of squares, else pow()
@@ -181,6 +182,7 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
     s.radial_rs.push_back(row[2]);
     s.radial_kappa.push_back(row[3]);
     s.radial_group.push_back(find_or_add(s.rgroup_rc, s.rgroup_in, row[4], row[5]));
+    s.rc_all2 = std::max(s.rc_all2, row[4] * row[4]);
   }
   s.n_parts = part_params.size(0);
   s.n_narrow = n_narrow;
@@ -191,6 +193,7 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
     s.rc.push_back(pp[4 * p + 2]);
     s.r_in.push_back(pp[4 * p + 3]);
     s.rc_angular2 = std::max(s.rc_angular2, pp[4 * p + 2] * pp[4 * p + 2]);
+    s.rc_all2 = std::max(s.rc_all2, s.rc_angular2);
     if (p < n_narrow) s.group.push_back(find_or_add(s.group_rc, s.group_in, s.rc[p], s.r_in[p]));
   }
   s.n_zl = zl_params.size(0);
@@ -234,7 +237,7 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
 struct Scratch {
   int64_t cap = 0;
   std::vector<double> buf;
-  std::vector<int64_t> src, sp, seg, fill;
+  std::vector<int64_t> src, sp, seg, fill, bucket;
   std::vector<const double*> pw_ptrs, dpw_ptrs, w_ptrs;
   std::vector<double> w_scale, g_dpw;
   // per neighbour
@@ -281,12 +284,20 @@ int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const 
   const int64_t S = s.n_species;
   w.seg.assign(2 * S + 1, 0);
   w.fill.resize(2 * S);
-  auto bucket = [&](int64_t row) {
+  // bucket of a pair: its species, + S when outside the angular cutoff, -1 when beyond every
+  // cutoff (e.g. a neighbour list built with a skin): skipped, its gradient stays 0
+  auto bucket = [&](int64_t row) -> int64_t {
     const T* v = vec + 3 * row;
     const double r2 = (double)v[0] * v[0] + (double)v[1] * v[1] + (double)v[2] * v[2];
+    if (r2 >= s.rc_all2) return -1;
     return species[row] + (r2 < s.rc_angular2 ? 0 : S);
   };
-  for (int64_t i = 0; i < n; ++i) ++w.seg[bucket(rows[i]) + 1];
+  w.bucket.resize(std::max<int64_t>((int64_t)w.bucket.size(), n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = bucket(rows[i]);
+    w.bucket[i] = b;
+    if (b >= 0) ++w.seg[b + 1];
+  }
   // each bucket starts at a multiple of kLanes; the gaps hold padding neighbours far away
   for (int64_t t = 0; t < 2 * S; ++t) w.seg[t + 1] = w.seg[t] + round_up(w.seg[t + 1]);
   const int64_t n_total = w.seg[2 * S];
@@ -300,8 +311,9 @@ int64_t load_centre(const Setup& s, const T* vec, const int64_t* species, const 
     }
   std::copy(w.seg.begin(), w.seg.end() - 1, w.fill.begin());
   for (int64_t i = 0; i < n; ++i) {
+    if (w.bucket[i] < 0) continue;
     const int64_t row = rows[i];
-    const int64_t d = w.fill[bucket(row)]++;
+    const int64_t d = w.fill[w.bucket[i]]++;
     w.src[d] = row;
     w.sp[d] = species[row];
     w.x[d] = (double)vec[3 * row];
@@ -852,4 +864,67 @@ torch::Tensor acsf_backward(torch::Tensor vec, torch::Tensor centers, torch::Ten
     });
   });
   return grad_vec;
+}
+
+// Pair vectors r_j - r_i + shift . cell (P, 3) of one structure: positions (N, 3), cell (3, 3),
+// integer shifts (P, 3).
+torch::Tensor pair_vectors_forward(torch::Tensor positions, torch::Tensor cell,
+                                   torch::Tensor centers, torch::Tensor neighbors,
+                                   torch::Tensor shifts) {
+  TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 3 && positions.is_contiguous());
+  TORCH_CHECK(cell.sizes() == torch::IntArrayRef({3, 3}) && cell.is_contiguous() &&
+              cell.scalar_type() == positions.scalar_type());
+  for (const auto* t : {&centers, &neighbors, &shifts})
+    TORCH_CHECK(t->scalar_type() == torch::kInt64 && t->is_contiguous());
+  const int64_t n_pairs = centers.size(0), n_atoms = positions.size(0);
+  TORCH_CHECK(neighbors.size(0) == n_pairs && shifts.size(0) == n_pairs && shifts.size(1) == 3);
+  auto vec = torch::empty({n_pairs, 3}, positions.options());
+  AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "pair_vectors_forward", [&] {
+    const scalar_t* pos = positions.data_ptr<scalar_t>();
+    const scalar_t* h = cell.data_ptr<scalar_t>();
+    const int64_t *c = centers.data_ptr<int64_t>(), *n = neighbors.data_ptr<int64_t>();
+    const int64_t* sh = shifts.data_ptr<int64_t>();
+    scalar_t* v = vec.data_ptr<scalar_t>();
+    at::parallel_for(0, n_pairs, 4096, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t i = c[p], j = n[p];
+        TORCH_CHECK(i >= 0 && i < n_atoms && j >= 0 && j < n_atoms, "pair index out of range");
+        const scalar_t s0 = (scalar_t)sh[3 * p], s1 = (scalar_t)sh[3 * p + 1],
+                       s2 = (scalar_t)sh[3 * p + 2];
+        for (int x = 0; x < 3; ++x)
+          v[3 * p + x] = pos[3 * j + x] - pos[3 * i + x] + s0 * h[x] + s1 * h[3 + x] +
+                         s2 * h[6 + x];
+      }
+    });
+  });
+  return vec;
+}
+
+// Gradients (positions (N, 3), cell (3, 3)) of sum(grad_vec * pair_vectors_forward(...)).
+std::vector<torch::Tensor> pair_vectors_backward(torch::Tensor grad_vec, torch::Tensor centers,
+                                                 torch::Tensor neighbors, torch::Tensor shifts,
+                                                 int64_t n_atoms) {
+  TORCH_CHECK(grad_vec.dim() == 2 && grad_vec.size(1) == 3 && grad_vec.is_contiguous());
+  const int64_t n_pairs = centers.size(0);
+  auto grad_pos = torch::zeros({n_atoms, 3}, grad_vec.options());
+  auto grad_cell = torch::zeros({3, 3}, grad_vec.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_vec.scalar_type(), "pair_vectors_backward", [&] {
+    const scalar_t* g = grad_vec.data_ptr<scalar_t>();
+    const int64_t *c = centers.data_ptr<int64_t>(), *n = neighbors.data_ptr<int64_t>();
+    const int64_t* sh = shifts.data_ptr<int64_t>();
+    scalar_t* gp = grad_pos.data_ptr<scalar_t>();
+    double gh[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t p = 0; p < n_pairs; ++p) {
+      const int64_t i = c[p], j = n[p];
+      for (int x = 0; x < 3; ++x) {
+        const scalar_t value = g[3 * p + x];
+        gp[3 * j + x] += value;
+        gp[3 * i + x] -= value;
+        for (int k = 0; k < 3; ++k) gh[3 * k + x] += (double)sh[3 * p + k] * (double)value;
+      }
+    }
+    scalar_t* out = grad_cell.data_ptr<scalar_t>();
+    for (int k = 0; k < 9; ++k) out[k] = (scalar_t)gh[k];
+  });
+  return {grad_pos, grad_cell};
 }

@@ -64,9 +64,14 @@ def load_kernel():
                 # the name carries the instruction set: a cache shared by different CPUs
                 # never loads code built for another one
                 _module = load_inline(
-                    name=f"mlpot_acsf_fused_v4_{suffix}",
+                    name=f"mlpot_acsf_fused_v5_{suffix}",
                     cpp_sources=[_SOURCE_FILE.read_text()],
-                    functions=["acsf_forward", "acsf_backward"],
+                    functions=[
+                        "acsf_forward",
+                        "acsf_backward",
+                        "pair_vectors_forward",
+                        "pair_vectors_backward",
+                    ],
                     extra_cflags=flags,
                     extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
                     verbose=False,
@@ -148,3 +153,36 @@ class ACSFSums(torch.autograd.Function):
             grad_out.contiguous(),
         )
         return (grad,) + (None,) * 8
+
+
+class PairVectors(torch.autograd.Function):
+    """r_j − r_i + shift·cell (P, 3) of one structure, differentiable in positions and cell.
+
+    The backward is compiled; under ``create_graph`` it is the same linear map in PyTorch, so
+    higher derivatives work.
+    """
+
+    @staticmethod
+    def forward(ctx, positions, cell, centers, neighbors, shifts):
+        vec = load_kernel().pair_vectors_forward(
+            positions.contiguous(), cell.contiguous(), centers, neighbors, shifts
+        )
+        ctx.save_for_backward(centers, neighbors, shifts)
+        ctx.n_atoms = positions.shape[0]
+        return vec
+
+    @staticmethod
+    def backward(ctx, grad_vec):
+        centers, neighbors, shifts = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the same linear map, differentiable
+            grad_positions = torch.zeros(
+                (ctx.n_atoms, 3), dtype=grad_vec.dtype, device=grad_vec.device
+            )
+            grad_positions = grad_positions.index_add(0, neighbors, grad_vec)
+            grad_positions = grad_positions.index_add(0, centers, -grad_vec)
+            grad_cell = shifts.to(grad_vec.dtype).T @ grad_vec
+            return grad_positions, grad_cell, None, None, None
+        grad_positions, grad_cell = load_kernel().pair_vectors_backward(
+            grad_vec.contiguous(), centers, neighbors, shifts, ctx.n_atoms
+        )
+        return grad_positions, grad_cell, None, None, None

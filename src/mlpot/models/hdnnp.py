@@ -171,6 +171,8 @@ class HDNNP(Potential):
             ``normalize_nodes``).
     """
 
+    accepts_longer_neighbor_lists = True  # ACSF adds nothing for pairs beyond its cutoffs
+
     def __init__(
         self,
         descriptor,

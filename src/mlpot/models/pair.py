@@ -19,6 +19,8 @@ class LennardJones(Potential):
     E = ½ Σ_i Σ_j 4ε[(σ/r)¹² − (σ/r)⁶ − (σ/r_c)¹² + (σ/r_c)⁶], ε in eV, σ and r_c in Å.
     """
 
+    accepts_longer_neighbor_lists = True  # pairs beyond the cutoff are masked
+
     def __init__(
         self, epsilon: float, sigma: float, cutoff: float, elements: Sequence[int] = (18,)
     ):

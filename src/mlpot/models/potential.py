@@ -46,7 +46,11 @@ class Potential(torch.nn.Module):
     Attributes:
         cutoff: interaction cutoff, Å (the neighbour list is built with it).
         elements: atomic numbers the potential knows, sorted.
+        accepts_longer_neighbor_lists: pairs beyond ``cutoff`` in the list change nothing (the
+            calculator may then reuse a list built with a skin).
     """
+
+    accepts_longer_neighbor_lists: bool = False
 
     def __init__(self, cutoff: float, elements: Sequence[int]):
         super().__init__()
