@@ -542,3 +542,38 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
     # float32 through the kernel agrees with float64 to single precision
     single = ACSF(cosine_cutoff_set()).compute(periodic, dtype=torch.float32)
     np.testing.assert_allclose(single, acsf.compute(periodic), rtol=2e-5, atol=2e-5)
+
+
+def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():
+    """The forward fast path (every zeta a power of two: ladder of squares in registers)."""
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    fs = []
+    for eta in (0.01, 0.2, 0.7):  # three parts: one part left over in the 2-part blocks
+        for zeta in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0):  # six powers per lambda: blocks of 4 + 2
+            for lam in (1.0, -1.0):
+                fs.append(SymmetryFunction("G5", 8, (1, 8), 4.0, eta, 0.0, zeta, lam))
+    fs.append(SymmetryFunction("G4", 1, (1, 8), 3.5, 0.05, 0.0, 4.0, -1.0))
+    fs.append(SymmetryFunction("G2", 1, (8,), 4.0, 0.3, 1.0))
+    acsf = ACSF(fs)
+    tables = acsf._tables(torch.float64, torch.device("cpu"))
+    assert tables["fused_ok"]
+    potential = LinearFeaturePotential(acsf, seed=5)
+    periodic = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=22)
+    for z in acsf.elements:
+        rows = periodic.numbers == z
+        fz = acsf.functions_for(z)
+        np.testing.assert_allclose(
+            acsf.compute(periodic)[rows, : len(fz)],
+            brute_force(periodic, fz)[rows],
+            rtol=1e-11,
+            atol=1e-13,
+        )
+    batch = AtomsBatch.from_atoms([periodic])
+    fused = compute_properties(potential, batch, forces=True, stress=True)
+    with _fused.fused_kernel_enabled(False):
+        plain = compute_properties(potential, batch, forces=True, stress=True)
+    for key in fused:
+        torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-12)

@@ -146,6 +146,12 @@ struct Setup {
   std::vector<char> is_int;                   // integer zeta: ladder of squares, else pow()
   std::vector<std::vector<int>> bits_e, bits_em1;  // ladder levels giving base^e, base^(e-1)
   std::vector<int> pow2_level;                // b if zeta = 2^b, else -1
+  // forward fast path when every zeta is a power of two (1, 2, 4, 8, 16, ...): the powers are
+  // levels of the ladder of squares, computed in registers; per lambda its (zeta, lambda)
+  // indices q and their levels
+  bool pow2_all = false;
+  int pow2_top = 0;
+  std::vector<int> lambda_q[2], lambda_level[2];
   std::vector<double> dpw_scale;              // d/dcos of base^e = dpw_scale * base^(e-1)
   int n_lambda = 0, ladder_size = 1;
   double lambdas[2] = {0, 0};
@@ -227,6 +233,17 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
     s.bits_em1.push_back(bm);
     s.pow2_level.push_back(integer && be.size() == 1 ? be[0] : -1);
     s.dpw_scale.push_back(integer ? zeta * lam : 1.0);
+  }
+  s.pow2_all = s.n_zl > 0 && !s.clamp;
+  for (int64_t q = 0; q < s.n_zl; ++q) {
+    const int b = s.pow2_level[q];
+    if (b < 0 || b > 7) {
+      s.pow2_all = false;
+      continue;
+    }
+    s.pow2_top = std::max(s.pow2_top, b);
+    s.lambda_q[s.lambda_index[q]].push_back((int)q);
+    s.lambda_level[s.lambda_index[q]].push_back(b);
   }
   s.radial_width = s.n_species * s.n_radial;
   s.width = s.radial_width + s.n_species * (s.n_species + 1) / 2 * s.n_parts * s.n_zl;
@@ -388,7 +405,7 @@ void radial_shape(const Setup& s, int64_t i, const double* __restrict r, int64_t
 // Everything of the triplets (j, k), j < m = round_up(k), that does not depend on the incoming
 // gradient; the entries k <= j < m have base 1 + lambda cos = 0, hence zero powers.
 // pw_ptrs[q] points at (1 + lambda cos)^zeta of (zeta, lambda) q (a ladder level when it is one).
-void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad) {
+void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad, bool powers = true) {
   const int64_t cap = w.cap;
   const double xk = w.x[k], yk = w.y[k], zk = w.z[k], inv_rk = w.inv_r[k];
   {
@@ -452,6 +469,7 @@ void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad) {
       }
     }
   }
+  if (!powers) return;  // the caller builds the powers itself (forward fast path)
   // ladder base^(2^b) of base = 1 + lambda cos and prefix products base^(2^b - 1) =
   // ladder[0] ... ladder[b-1] (prefix level 0 would be ones, level 1 is the base itself), in
   // one pass; base = 0 for k <= j < m
@@ -590,6 +608,49 @@ inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const dou
   }
 }
 
+// Forward fast path: out[p * Z + qi[i]] += scale[p] * sum_{j0 <= j < j1, j < k} w[p][j]
+// (1 + lam cos_jk)^(2^level[i]) for NP parts and NQ powers of one lambda; the ladder of squares
+// stays in registers, NP x NQ accumulators
+template <int NP, int NQ>
+inline void dot_pow2(const double* const* w, const double* scale, const double* cos_t,
+                     double lam, const int* level, const int* qi, int top, int64_t j0,
+                     int64_t j1, int64_t k, v4* row, int64_t Z) {
+  v4 acc[NP][NQ];
+  for (int p = 0; p < NP; ++p)
+    for (int i = 0; i < NQ; ++i) acc[p][i] = v4{0.0, 0.0, 0.0, 0.0};
+  for (int64_t j = j0; j < j1; j += kLanes) {
+    v4 base = 1.0 + lam * load4(cos_t + j);
+    if (j + kLanes > k) {  // the block that holds k: entries j >= k are not triplets
+      v4 keep;
+      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
+      base *= keep;
+    }
+    v4 ladder[8];
+    ladder[0] = base;
+    for (int b = 1; b <= top; ++b) ladder[b] = ladder[b - 1] * ladder[b - 1];
+    v4 wv[NP];
+    for (int p = 0; p < NP; ++p) wv[p] = load4(w[p] + j);
+    for (int i = 0; i < NQ; ++i) {
+      const v4 u = ladder[level[i]];
+      for (int p = 0; p < NP; ++p) acc[p][i] += wv[p] * u;
+    }
+  }
+  for (int p = 0; p < NP; ++p)
+    for (int i = 0; i < NQ; ++i) row[p * Z + qi[i]] += scale[p] * acc[p][i];
+}
+
+template <int NP>
+inline void dot_pow2_q(int nq, const double* const* w, const double* scale, const double* cos_t,
+                       double lam, const int* level, const int* qi, int top, int64_t j0,
+                       int64_t j1, int64_t k, v4* row, int64_t Z) {
+  switch (nq) {
+    case 1: dot_pow2<NP, 1>(w, scale, cos_t, lam, level, qi, top, j0, j1, k, row, Z); break;
+    case 2: dot_pow2<NP, 2>(w, scale, cos_t, lam, level, qi, top, j0, j1, k, row, Z); break;
+    case 3: dot_pow2<NP, 3>(w, scale, cos_t, lam, level, qi, top, j0, j1, k, row, Z); break;
+    default: dot_pow2<NP, 4>(w, scale, cos_t, lam, level, qi, top, j0, j1, k, row, Z); break;
+  }
+}
+
 template <typename T>
 void centre_forward(const Setup& s, const T* vec, const int64_t* species, const int64_t* rows,
                     int64_t n, Scratch& w, double* acc, std::vector<v4>& lanes) {
@@ -618,7 +679,7 @@ void centre_forward(const Setup& s, const T* vec, const int64_t* species, const 
   for (int64_t k = 1; k < n_in; ++k) {
     if (w.src[k] < 0) continue;  // padding
     const int64_t m = round_up(k);
-    triplets(s, w, k, m, false);
+    triplets(s, w, k, m, false, !s.pow2_all);
     // pair weights a_p(r_j) [nf_p(r_jk)], times a_p(r_k) in the sums
     for (int64_t p = 0; p < P; ++p) {
       w.w_scale[p] = w.a[p * cap + k];
@@ -638,6 +699,27 @@ void centre_forward(const Setup& s, const T* vec, const int64_t* species, const 
       const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], m);
       if (j1 <= j0) continue;
       v4* row = lanes.data() + s.pair_table[t * S + sk] * P * Z;
+      if (s.pow2_all) {
+        for (int l = 0; l < s.n_lambda; ++l) {
+          const int n_q = (int)s.lambda_q[l].size();
+          for (int q0 = 0; q0 < n_q; q0 += 4) {
+            const int nq = std::min(n_q - q0, 4);
+            const int* level = s.lambda_level[l].data() + q0;
+            const int* qi = s.lambda_q[l].data() + q0;
+            for (int64_t p0 = 0; p0 < P; p0 += 2) {
+              const double* const* wp = w.w_ptrs.data() + p0;
+              const double* scale = w.w_scale.data() + p0;
+              if (P - p0 >= 2)
+                dot_pow2_q<2>(nq, wp, scale, w.cos_t, s.lambdas[l], level, qi, s.pow2_top, j0,
+                              j1, k, row + p0 * Z, Z);
+              else
+                dot_pow2_q<1>(nq, wp, scale, w.cos_t, s.lambdas[l], level, qi, s.pow2_top, j0,
+                              j1, k, row + p0 * Z, Z);
+            }
+          }
+        }
+        continue;
+      }
       for (int64_t q = 0; q < Z; ++q) {
         const double* pw = w.pw_ptrs[q];
         for (int64_t p0 = 0; p0 < P; p0 += 4) {
