@@ -36,6 +36,25 @@ class MlpotCalculator(Calculator):
         self._list_state: tuple | None = None  # (numbers, pbc, cell, positions, list)
         self.neighbor_list_builds = 0
 
+    def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
+        """What changed since the last calculation: numbers, positions, cell, pbc.
+
+        Exact comparisons (ASE's generic check compares every array with ``isclose``, about
+        0.5 ms per call); magnetic moments and charges do not enter mlpot potentials.
+        """
+        if self.atoms is None:
+            return list(all_changes)
+        old, changes = self.atoms, []
+        if len(old) != len(atoms) or not np.array_equal(old.numbers, atoms.numbers):
+            return ["positions", "numbers", "cell", "pbc"]
+        if not np.array_equal(old.positions, atoms.positions):
+            changes.append("positions")
+        if not np.array_equal(old.cell.array, atoms.cell.array):
+            changes.append("cell")
+        if not np.array_equal(old.pbc, atoms.pbc):
+            changes.append("pbc")
+        return changes
+
     def _neighbor_list(self, batch: AtomsBatch) -> NeighborList:
         """The cached list while every atom stays within skin / 2 of where it was built."""
         atoms = self.atoms

@@ -566,10 +566,41 @@ inline void dot_parts(const double* const* w, const double* scale, const double*
 // For parts p0..p0+NP and j in [j0, j1): dL/dw_p = sum_q g_pw[p][q] pw_q and dL/dpw_p =
 // sum_q g_dpw[p][q] base^(e_q - 1) in registers, then their share of dL/dcos, dL/dr_j,
 // dL/dr_k and dL/dr_jk added to w.gcos, w.grj, w.grk, w.grjk
+// Share of the parts p0..p0+NP at the j block j (dL/dw_p in dlw, dL/dpw_p in dlpw) of dL/dcos,
+// dL/dr_j, dL/dr_k and dL/dr_jk, added to w.gcos, w.grj, w.grk, w.grjk
+template <int NP>
+inline void grad_epilogue(const Setup& s, Scratch& w, const v4* dlw, const v4* dlpw, int64_t p0,
+                          int64_t k, int64_t j) {
+  const int64_t cap = w.cap;
+  v4 gc = load4(w.gcos + j), gj = load4(w.grj + j), gk = load4(w.grk + j);
+  v4 gjk = load4(w.grjk + j);
+  for (int p = 0; p < NP; ++p) {
+    const int64_t pp = p0 + p;
+    const double ak = w.a[pp * cap + k], dak = w.da[pp * cap + k];
+    const v4 aj = load4(w.a + pp * cap + j), daj = load4(w.da + pp * cap + j);
+    if (pp < s.n_narrow) {
+      const v4 nf = load4(w.nf + pp * cap + j), dnf = load4(w.dnf + pp * cap + j);
+      const v4 t = dlw[p] * nf;
+      gc += ak * aj * nf * dlpw[p];
+      gj += ak * t * daj;
+      gk += dak * t * aj;
+      gjk += ak * dlw[p] * aj * dnf;
+    } else {
+      gc += ak * aj * dlpw[p];
+      gj += ak * dlw[p] * daj;
+      gk += dak * dlw[p] * aj;
+    }
+  }
+  store4(w.gcos + j, gc);
+  store4(w.grj + j, gj);
+  store4(w.grk + j, gk);
+  store4(w.grjk + j, gjk);
+}
+
 template <int NP>
 inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const double* g_dpw,
                        int64_t p0, int64_t k, int64_t j0, int64_t j1) {
-  const int64_t Z = s.n_zl, cap = w.cap;
+  const int64_t Z = s.n_zl;
   const double* gp = g_pw + p0 * Z;
   const double* gd = g_dpw + p0 * Z;
   for (int64_t j = j0; j < j1; j += kLanes) {
@@ -582,29 +613,45 @@ inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const dou
         dlpw[p] += gd[p * Z + q] * du;
       }
     }
-    v4 gc = load4(w.gcos + j), gj = load4(w.grj + j), gk = load4(w.grk + j);
-    v4 gjk = load4(w.grjk + j);
-    for (int p = 0; p < NP; ++p) {
-      const int64_t pp = p0 + p;
-      const double ak = w.a[pp * cap + k], dak = w.da[pp * cap + k];
-      const v4 aj = load4(w.a + pp * cap + j), daj = load4(w.da + pp * cap + j);
-      if (pp < s.n_narrow) {
-        const v4 nf = load4(w.nf + pp * cap + j), dnf = load4(w.dnf + pp * cap + j);
-        const v4 t = dlw[p] * nf;
-        gc += ak * aj * nf * dlpw[p];
-        gj += ak * t * daj;
-        gk += dak * t * aj;
-        gjk += ak * dlw[p] * aj * dnf;
-      } else {
-        gc += ak * aj * dlpw[p];
-        gj += ak * dlw[p] * daj;
-        gk += dak * dlw[p] * aj;
+    grad_epilogue<NP>(s, w, dlw, dlpw, p0, k, j);
+  }
+}
+
+// grad_parts when every zeta is a power of two: the ladder of squares base^(2^b) and the prefix
+// products base^(2^b - 1) in registers, per lambda
+template <int NP>
+inline void grad_pow2(const Setup& s, Scratch& w, const double* g_pw, int64_t p0, int64_t k,
+                      int64_t j0, int64_t j1) {
+  const int64_t Z = s.n_zl;
+  const double* gp = g_pw + p0 * Z;
+  const int top = s.pow2_top;
+  for (int64_t j = j0; j < j1; j += kLanes) {
+    v4 dlw[NP], dlpw[NP];
+    for (int p = 0; p < NP; ++p) dlw[p] = dlpw[p] = v4{0.0, 0.0, 0.0, 0.0};
+    const v4 c = load4(w.cos_t + j);
+    v4 keep = {1.0, 1.0, 1.0, 1.0};
+    if (j + kLanes > k)
+      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
+    for (int l = 0; l < s.n_lambda; ++l) {
+      v4 ladder[8], prefix[8];
+      ladder[0] = (1.0 + s.lambdas[l] * c) * keep;
+      prefix[0] = v4{1.0, 1.0, 1.0, 1.0};
+      for (int b = 1; b <= top; ++b) {
+        prefix[b] = prefix[b - 1] * ladder[b - 1];
+        ladder[b] = ladder[b - 1] * ladder[b - 1];
+      }
+      const int n_q = (int)s.lambda_q[l].size();
+      for (int i = 0; i < n_q; ++i) {
+        const int q = s.lambda_q[l][i], b = s.lambda_level[l][i];
+        const v4 u = ladder[b], du = prefix[b] * s.dpw_scale[q];
+        for (int p = 0; p < NP; ++p) {
+          const double g = gp[p * Z + q];
+          dlw[p] += g * u;
+          dlpw[p] += g * du;
+        }
       }
     }
-    store4(w.gcos + j, gc);
-    store4(w.grj + j, gj);
-    store4(w.grk + j, gk);
-    store4(w.grjk + j, gjk);
+    grad_epilogue<NP>(s, w, dlw, dlpw, p0, k, j);
   }
 }
 
@@ -784,7 +831,7 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
   for (int64_t k = 1; k < n_in && P; ++k) {
     if (w.src[k] < 0) continue;  // padding
     const int64_t m = round_up(k);
-    triplets(s, w, k, m, true);
+    triplets(s, w, k, m, true, !s.pow2_all);
     const int64_t sk = w.sp[k];
     double *__restrict gcos = w.gcos, *__restrict grj = w.grj, *__restrict grk = w.grk,
                        *__restrict grjk = w.grjk;
@@ -797,7 +844,15 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
       const int64_t offset = s.pair_table[t * S + sk] * P * Z;
       const double* gp = ga + offset;
       const double* gd = w.g_dpw.data() + offset;
-      for (int64_t p0 = 0; p0 < P; p0 += 4) {
+      for (int64_t p0 = 0; p0 < P && s.pow2_all; p0 += 4) {
+        switch (std::min<int64_t>(P - p0, 4)) {
+          case 1: grad_pow2<1>(s, w, gp, p0, k, j0, j1); break;
+          case 2: grad_pow2<2>(s, w, gp, p0, k, j0, j1); break;
+          case 3: grad_pow2<3>(s, w, gp, p0, k, j0, j1); break;
+          default: grad_pow2<4>(s, w, gp, p0, k, j0, j1); break;
+        }
+      }
+      for (int64_t p0 = 0; p0 < P && !s.pow2_all; p0 += 4) {
         switch (std::min<int64_t>(P - p0, 4)) {
           case 1: grad_parts<1>(s, w, gp, gd, p0, k, j0, j1); break;
           case 2: grad_parts<2>(s, w, gp, gd, p0, k, j0, j1); break;
