@@ -247,3 +247,40 @@ def test_best_model_is_chosen_in_the_late_schedule_and_restored(si_small):
     assert again.best_epoch == int(np.argmin(losses)) + 1
     with pytest.raises(ParameterError, match="select_best_after"):
         TrainerConfig(select_best_after=1.5).validate()
+
+
+def test_weight_average_follows_the_optimiser_steps(si_small, tmp_path, monkeypatch):
+    """EMA of the weights: recomputed from the recorded raw weights of every optimiser step."""
+    initial, raw_steps = [], []
+    original_init, original_step = torch.optim.Adam.__init__, torch.optim.Adam.step
+
+    def recording_init(self, params, *args, **kwargs):
+        params = list(params)
+        initial.extend(p.detach().clone() for p in params)
+        original_init(self, params, *args, **kwargs)
+
+    def recording_step(self, *args, **kwargs):
+        out = original_step(self, *args, **kwargs)
+        raw_steps.append([p.detach().clone() for g in self.param_groups for p in g["params"]])
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", recording_init)
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    config = _config(max_epochs=3, ema_decay=0.8, select_best_after=0.0, dtype="float64")
+    result = Trainer(RadialToy(), config, out_dir=tmp_path, log=lambda s: None).fit(si_small[:12])
+    expected, by_step = initial, []
+    for n, step in enumerate(raw_steps, start=1):
+        decay = min(0.8, (1.0 + n) / (10.0 + n))
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step, strict=True)]
+        by_step.append(expected)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert len(raw_steps) == 3 * 3  # 9 training structures in batches of 4, 3 epochs
+    for average, reference in zip(saved["ema"], expected, strict=True):
+        torch.testing.assert_close(average, reference, rtol=1e-13, atol=1e-15)
+    # the average is not the raw weights; the model returned is the best epoch's average
+    assert any(not torch.allclose(a, w) for a, w in zip(saved["ema"], raw_steps[-1], strict=True))
+    best_average = by_step[3 * result.best_epoch - 1]  # three steps per epoch
+    for param, average in zip(result.potential.parameters(), best_average, strict=True):
+        torch.testing.assert_close(param.detach(), average, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ParameterError, match="ema_decay"):
+        _config(ema_decay=1.0).validate()

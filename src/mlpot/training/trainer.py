@@ -427,8 +427,11 @@ class Trainer:
         )
         generator = torch.Generator().manual_seed(c.seed)
 
+        # exponential moving average of the trained weights (None: off)
+        ema = [p.detach().clone() for p in params] if c.ema_decay > 0 else None
         state = {
             "epoch": 0,
+            "steps": 0,
             "history": [],
             "best_loss": math.inf,
             "best_epoch": -1,
@@ -454,6 +457,9 @@ class Trainer:
             torch.set_rng_state(saved["torch_rng"])
             np.random.set_state(saved["numpy_rng"])
             random.setstate(saved["python_rng"])
+            if ema is not None:
+                for average, value in zip(ema, saved["ema"], strict=True):
+                    average.copy_(value)
             state.update({k: saved[k] for k in state})
             self.log(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
         else:
@@ -512,11 +518,19 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                state["steps"] += 1
+                if ema is not None:
+                    n = state["steps"]
+                    decay = min(c.ema_decay, (1.0 + n) / (10.0 + n))
+                    with torch.no_grad():
+                        for average, param in zip(ema, params, strict=True):
+                            average.lerp_(param, 1.0 - decay)
                 if self.progress:
                     self._draw_progress(
                         epoch, max_epochs, b + 1, n_batches, state, t0, training_budget_s
                     )
             self.potential.eval()
+            raw = _swap_weights(params, ema) if ema is not None else None  # evaluate the EMA
             val = self._evaluate(val_engine, selection) if val_engine is not None else None
             monitored = (
                 (val.loss / val.n_batches) if val is not None else sums.loss / sums.n_batches
@@ -552,6 +566,8 @@ class Trainer:
                 state["since_best"] = 0
             elif selecting:
                 state["since_best"] += 1
+            if raw is not None:  # back to the raw weights for the optimiser
+                _swap_weights(params, raw)
             remaining = (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
             if training_budget_s is not None:
                 remaining = max(0.0, min(remaining, training_budget_s - state["elapsed_s"]))
@@ -581,7 +597,7 @@ class Trainer:
                 state["finished"], state["stopped_because"] = True, "max_epochs"
             epochs_this_call += 1
             if self.out_dir is not None:
-                self._write_checkpoint(checkpoint_path, state, optimizer, plateau, generator)
+                self._write_checkpoint(checkpoint_path, state, optimizer, plateau, generator, ema)
                 write_log_csv(self.out_dir / "log.csv", state["history"])
 
         if state["finished"] and state["best_state"] is not None:
@@ -604,10 +620,11 @@ class Trainer:
             elapsed_before_s=elapsed_before,
         )
 
-    def _write_checkpoint(self, path, state, optimizer, plateau, generator) -> None:
+    def _write_checkpoint(self, path, state, optimizer, plateau, generator, ema=None) -> None:
         payload = dict(state)
         payload.update(
             {
+                "ema": [t.detach().clone() for t in ema] if ema is not None else None,
                 "trainer_config": asdict(self.config),
                 "model_kind": type(self.potential).__name__,
                 "model_config": self.potential.get_config(),
@@ -639,6 +656,15 @@ class Trainer:
             f"{epoch + 1}/{max_epochs} batch {done}/{total}  ETA {_format_time(max(remaining, 0))}"
         )
         sys.stderr.flush()
+
+
+def _swap_weights(params: list[torch.Tensor], values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Put ``values`` into ``params`` in place; returns the previous values."""
+    previous = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for param, value in zip(params, values, strict=True):
+            param.copy_(value)
+    return previous
 
 
 def _schedule_progress(epoch: int, max_epochs: int, time_fraction: float) -> float:
