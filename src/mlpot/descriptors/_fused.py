@@ -10,6 +10,9 @@ It is compiled on first use with ``torch.utils.cpp_extension.load_inline`` (need
 compiler and ninja; the build is cached in torch's extension folder). When that fails, or when
 ``MLPOT_FUSED_KERNEL=0`` is set, ACSF uses its PyTorch path, which gives the same numbers.
 
+The same extension has the pair vectors of one structure and their gradient
+(:class:`PairVectors`, used by :func:`mlpot.data.neighbors.pair_vectors`).
+
 The gradient is computed once (``once_differentiable``): second derivatives (force training
 without the feature cache) need the PyTorch path; :func:`fused_kernel_enabled` (a context
 manager) switches the kernel off for such code.
