@@ -86,8 +86,7 @@ class MlpotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         batch = AtomsBatch.from_atoms(self.atoms, dtype=self.potential.dtype)
         want_stress = "stress" in properties and bool(self.atoms.pbc.all())
-        self.potential.check_elements(batch)
-        nl = self._neighbor_list(batch)
+        nl = self._neighbor_list(batch)  # compute_properties checks the elements
         out = compute_properties(self.potential, batch, nl, forces=True, stress=want_stress)
         energy = float(out["energy"][0].detach())
         self.results = {

@@ -38,6 +38,12 @@ inline v4 load4(const double* p) {
 }
 inline void store4(double* p, v4 v) { std::memcpy(p, &v, sizeof v); }
 inline double sum4(v4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+// 1 for the entries j0 + i < k of the block starting at j0 (triplets j < k), else 0
+inline v4 below(int64_t j0, int64_t k) {
+  v4 keep;
+  for (int64_t i = 0; i < kLanes; ++i) keep[i] = j0 + i < k ? 1.0 : 0.0;
+  return keep;
+}
 
 // sin(y) for |y| <= pi/2: Taylor series to y^21 (truncation < 2e-18)
 inline double sin_half(double y) {
@@ -146,9 +152,9 @@ struct Setup {
   std::vector<char> is_int;                   // integer zeta: ladder of squares, else pow()
   std::vector<std::vector<int>> bits_e, bits_em1;  // ladder levels giving base^e, base^(e-1)
   std::vector<int> pow2_level;                // b if zeta = 2^b, else -1
-  // forward fast path when every zeta is a power of two (1, 2, 4, 8, 16, ...): the powers are
-  // levels of the ladder of squares, computed in registers; per lambda its (zeta, lambda)
-  // indices q and their levels
+  // fast paths (forward and gradient) when every zeta is a power of two (1, 2, 4, 8, ...): the
+  // powers are levels of the ladder of squares, computed in registers; per lambda its
+  // (zeta, lambda) indices q and their levels
   bool pow2_all = false;
   int pow2_top = 0;
   std::vector<int> lambda_q[2], lambda_level[2];
@@ -469,7 +475,7 @@ void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad, bool 
       }
     }
   }
-  if (!powers) return;  // the caller builds the powers itself (forward fast path)
+  if (!powers) return;  // the caller builds the powers itself (power-of-two fast paths)
   // ladder base^(2^b) of base = 1 + lambda cos and prefix products base^(2^b - 1) =
   // ladder[0] ... ladder[b-1] (prefix level 0 would be ones, level 1 is the base itself), in
   // one pass; base = 0 for k <= j < m
@@ -477,8 +483,7 @@ void triplets(const Setup& s, Scratch& w, int64_t k, int64_t m, bool grad, bool 
     const int64_t L = s.ladder_size;
     for (int64_t j = 0; j < m; j += kLanes) {
       const v4 c = load4(w.cos_t + j);
-      v4 keep;
-      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
+      const v4 keep = below(j, k);
       for (int l = 0; l < s.n_lambda; ++l) {
         v4 base = 1.0 + s.lambdas[l] * c;
         if (s.clamp) base = base > 0.0 ? base : 0.0;
@@ -563,9 +568,6 @@ inline void dot_parts(const double* const* w, const double* scale, const double*
   for (int p = 0; p < NP; ++p) out[p * stride] += scale[p] * acc[p];
 }
 
-// For parts p0..p0+NP and j in [j0, j1): dL/dw_p = sum_q g_pw[p][q] pw_q and dL/dpw_p =
-// sum_q g_dpw[p][q] base^(e_q - 1) in registers, then their share of dL/dcos, dL/dr_j,
-// dL/dr_k and dL/dr_jk added to w.gcos, w.grj, w.grk, w.grjk
 // Share of the parts p0..p0+NP at the j block j (dL/dw_p in dlw, dL/dpw_p in dlpw) of dL/dcos,
 // dL/dr_j, dL/dr_k and dL/dr_jk, added to w.gcos, w.grj, w.grk, w.grjk
 template <int NP>
@@ -597,6 +599,8 @@ inline void grad_epilogue(const Setup& s, Scratch& w, const v4* dlw, const v4* d
   store4(w.grjk + j, gjk);
 }
 
+// For parts p0..p0+NP and j in [j0, j1): dL/dw_p = sum_q g_pw[p][q] pw_q and dL/dpw_p =
+// sum_q g_dpw[p][q] base^(e_q - 1) in registers, then grad_epilogue
 template <int NP>
 inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const double* g_dpw,
                        int64_t p0, int64_t k, int64_t j0, int64_t j1) {
@@ -629,9 +633,7 @@ inline void grad_pow2(const Setup& s, Scratch& w, const double* g_pw, int64_t p0
     v4 dlw[NP], dlpw[NP];
     for (int p = 0; p < NP; ++p) dlw[p] = dlpw[p] = v4{0.0, 0.0, 0.0, 0.0};
     const v4 c = load4(w.cos_t + j);
-    v4 keep = {1.0, 1.0, 1.0, 1.0};
-    if (j + kLanes > k)
-      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
+    const v4 keep = j + kLanes > k ? below(j, k) : v4{1.0, 1.0, 1.0, 1.0};
     for (int l = 0; l < s.n_lambda; ++l) {
       v4 ladder[8], prefix[8];
       ladder[0] = (1.0 + s.lambdas[l] * c) * keep;
@@ -667,11 +669,7 @@ inline void dot_pow2(const double* const* w, const double* scale, const double* 
     for (int i = 0; i < NQ; ++i) acc[p][i] = v4{0.0, 0.0, 0.0, 0.0};
   for (int64_t j = j0; j < j1; j += kLanes) {
     v4 base = 1.0 + lam * load4(cos_t + j);
-    if (j + kLanes > k) {  // the block that holds k: entries j >= k are not triplets
-      v4 keep;
-      for (int64_t i = 0; i < kLanes; ++i) keep[i] = j + i < k ? 1.0 : 0.0;
-      base *= keep;
-    }
+    if (j + kLanes > k) base *= below(j, k);  // the block that holds k: j >= k no triplets
     v4 ladder[8];
     ladder[0] = base;
     for (int b = 1; b <= top; ++b) ladder[b] = ladder[b - 1] * ladder[b - 1];
@@ -826,7 +824,7 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
   // the same times d/dcos of the powers over base^(e-1), for every species pair
   const int64_t n_ang = s.width - s.radial_width;
   w.g_dpw.resize(n_ang);
-  for (int64_t i = 0; i < n_ang; i += Z)
+  for (int64_t i = 0; i < n_ang && !s.pow2_all; i += Z)  // grad_pow2 scales in registers
     for (int64_t q = 0; q < Z; ++q) w.g_dpw[i + q] = ga[i + q] * s.dpw_scale[q];
   for (int64_t k = 1; k < n_in && P; ++k) {
     if (w.src[k] < 0) continue;  // padding
