@@ -141,6 +141,24 @@ def test_feature_cache_equals_autograd_through_the_descriptor(si_files):
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(out[key], ref[key], rtol=1e-10, atol=1e-12)
 
+    # the gradient of a force loss with respect to the weights: the compiled contraction of
+    # the cached Jacobians (and its adjoint) equals the PyTorch einsum path under autograd
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("the compiled kernel does not build here")
+    grads = []
+    for enabled in (True, False):
+        with _fused.fused_kernel_enabled(enabled):
+            model.zero_grad()
+            out, _ = engine.run([2, 0, 1], forces=True, stress=False, create_graph=True)
+            weights = torch.randn(out["forces"].shape, generator=torch.Generator().manual_seed(3))
+            (out["forces"] * weights.to(out["forces"].dtype)).sum().backward()
+            grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for kernel, plain in zip(*grads, strict=True):
+        torch.testing.assert_close(kernel, plain, rtol=1e-10, atol=1e-13)
+
 
 def test_missing_forces_and_unknown_element_give_clear_errors(si_files, tmp_path, capsys):
     frames = ase.io.read(si_files / "train.extxyz", ":")

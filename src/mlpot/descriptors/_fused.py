@@ -11,7 +11,9 @@ compiler and ninja; the build is cached in torch's extension folder). When that 
 ``MLPOT_FUSED_KERNEL=0`` is set, ACSF uses its PyTorch path, which gives the same numbers.
 
 The same extension has the pair vectors of one structure and their gradient
-(:class:`PairVectors`, used by :func:`mlpot.data.neighbors.pair_vectors`).
+(:class:`PairVectors`, used by :func:`mlpot.data.neighbors.pair_vectors`), and the contraction
+of cached descriptor Jacobians with ∂E/∂G for training (:class:`JacobianContract`, used by
+:class:`mlpot.training.feature_cache.FeatureEngine`).
 
 The gradient is computed once (``once_differentiable``): second derivatives (force training
 without the feature cache) need the PyTorch path; :func:`fused_kernel_enabled` (a context
@@ -67,13 +69,15 @@ def load_kernel():
                 # the name carries the instruction set: a cache shared by different CPUs
                 # never loads code built for another one
                 _module = load_inline(
-                    name=f"mlpot_acsf_fused_v8_{suffix}",
+                    name=f"mlpot_acsf_fused_v9_{suffix}",
                     cpp_sources=[_SOURCE_FILE.read_text()],
                     functions=[
                         "acsf_forward",
                         "acsf_backward",
                         "pair_vectors_forward",
                         "pair_vectors_backward",
+                        "jacobian_contract",
+                        "jacobian_contract_backward",
                     ],
                     extra_cflags=flags,
                     extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
@@ -189,3 +193,29 @@ class PairVectors(torch.autograd.Function):
             grad_vec.contiguous(), centers, neighbors, shifts, ctx.n_atoms
         )
         return grad_positions, grad_cell, None, None, None
+
+
+class JacobianContract(torch.autograd.Function):
+    """∂E/∂v (P, 3) of a minibatch from ∂E/∂G (N, F) and cached Jacobians ∂G/∂v.
+
+    ``jacobians`` (one (P_s, 3, F) tensor per structure), ``centers`` (their local centre
+    indices) and ``atom_offsets`` (where each structure's atoms start in ``d_features``)
+    describe the minibatch; the result has the structures' pairs one after the other. It is
+    linear in ``d_features``; the gradient is that linear map's adjoint (computed once: nothing
+    differentiates a training loss twice).
+    """
+
+    @staticmethod
+    def forward(ctx, d_features, jacobians, centers, atom_offsets):
+        d_features = d_features.contiguous()
+        ctx.jacobians, ctx.centers, ctx.atom_offsets = jacobians, centers, atom_offsets
+        ctx.n_atoms = d_features.shape[0]
+        return load_kernel().jacobian_contract(jacobians, centers, atom_offsets, d_features)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_vec):
+        grad = load_kernel().jacobian_contract_backward(
+            ctx.jacobians, ctx.centers, ctx.atom_offsets, grad_vec.contiguous(), ctx.n_atoms
+        )
+        return grad, None, None, None

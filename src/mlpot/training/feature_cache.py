@@ -10,7 +10,9 @@ the pairs centred on i). Then for a minibatch
     σ = (1/V) Σ_p v_p ⊗ ∂E/∂v_p,
 
 exactly the forces and stress that autograd through the descriptor gives (checked in the
-tests), at the cost of the networks only. Memory is P·F·3 numbers (P pairs, F features).
+tests), at the cost of the networks only. Memory is P·F·3 numbers (P pairs, F features), stored
+as (P, 3, F); the contraction is a compiled pass over them where the ACSF kernel builds
+(:class:`mlpot.descriptors._fused.JacobianContract`), else a PyTorch einsum.
 For G1/G2/G3/G5 sets J is computed in closed form (:func:`analytic_features_and_jacobian`,
 its features checked against the descriptor's on the first structures); otherwise by batched
 autograd.
@@ -279,7 +281,10 @@ class FeatureEngine:
                         "centers": nl.centers,
                         "neighbors": nl.neighbors,
                         "vectors": vectors.detach().to(dtype),
-                        "jacobian": None if jac is None else jac.detach().to(dtype),
+                        # (P, 3, F): rows of F contiguous numbers for the contraction
+                        "jacobian": None
+                        if jac is None
+                        else jac.detach().to(dtype).transpose(1, 2).contiguous(),
                     }
                 )
                 del jac, features, vectors
@@ -349,8 +354,7 @@ class FeatureEngine:
         neighbors = torch.cat(
             [p["neighbors"] + int(o) for p, o in zip(parts, atom_offsets[:-1], strict=True)]
         )
-        jacobian = torch.cat([p["jacobian"] for p in parts])
-        d_vectors = torch.einsum("pf,pfx->px", d_features[centers], jacobian)
+        d_vectors = _contract_jacobians(parts, atom_offsets, d_features, centers)
         if forces:
             grad_positions = torch.zeros_like(batch.positions).index_add(0, neighbors, d_vectors)
             grad_positions = grad_positions.index_add(0, centers, -d_vectors)
@@ -367,6 +371,30 @@ class FeatureEngine:
             s = virial / safe[:, None, None]
             out["stress"] = torch.where(periodic[:, None, None], s, torch.full_like(s, torch.nan))
         return out, batch
+
+
+def _contract_jacobians(
+    parts, atom_offsets, d_features: torch.Tensor, centers: torch.Tensor
+) -> torch.Tensor:
+    """∂E/∂v (P, 3) = Σ_f ∂E/∂G[centre(p), f] J[p, :, f] over the pairs of ``parts``.
+
+    ``centers`` are the pairs' centres in the minibatch's atom numbering.
+    """
+    from mlpot.descriptors import _fused
+
+    jacobians = [p["jacobian"] for p in parts]
+    if (
+        d_features.device.type == "cpu"
+        and jacobians[0].dtype == d_features.dtype
+        and _fused.kernel_available()
+    ):
+        return _fused.JacobianContract.apply(
+            d_features,
+            jacobians,
+            [p["centers"] for p in parts],
+            [int(o) for o in atom_offsets[:-1]],
+        )
+    return torch.einsum("pf,pxf->px", d_features[centers], torch.cat(jacobians))
 
 
 def has_stress(structures: Sequence[ase.Atoms]) -> bool:
