@@ -252,7 +252,8 @@ def test_best_model_is_chosen_in_the_late_schedule_and_restored(si_small):
 def test_weight_average_follows_the_optimiser_steps(si_small, tmp_path, monkeypatch):
     """EMA of the weights: recomputed from the recorded raw weights of every optimiser step."""
     initial, raw_steps = [], []
-    original_init, original_step = torch.optim.Adam.__init__, torch.optim.Adam.step
+    optimizer_class = torch.optim.AdamW  # the default optimizer
+    original_init, original_step = optimizer_class.__init__, optimizer_class.step
 
     def recording_init(self, params, *args, **kwargs):
         params = list(params)
@@ -264,8 +265,8 @@ def test_weight_average_follows_the_optimiser_steps(si_small, tmp_path, monkeypa
         raw_steps.append([p.detach().clone() for g in self.param_groups for p in g["params"]])
         return out
 
-    monkeypatch.setattr(torch.optim.Adam, "__init__", recording_init)
-    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    monkeypatch.setattr(optimizer_class, "__init__", recording_init)
+    monkeypatch.setattr(optimizer_class, "step", recording_step)
     config = _config(max_epochs=3, ema_decay=0.8, select_best_after=0.0, dtype="float64")
     result = Trainer(RadialToy(), config, out_dir=tmp_path, log=lambda s: None).fit(si_small[:12])
     expected, by_step = initial, []
@@ -284,3 +285,34 @@ def test_weight_average_follows_the_optimiser_steps(si_small, tmp_path, monkeypa
         torch.testing.assert_close(param.detach(), average, rtol=1e-13, atol=1e-15)
     with pytest.raises(ParameterError, match="ema_decay"):
         _config(ema_decay=1.0).validate()
+
+
+def test_early_stopping_waits_for_the_energy_stage_and_counts_afresh(si_small, monkeypatch):
+    """A validation loss that only rises: without an energy stage training stops after
+    ``patience`` epochs past the first selectable one; with one, the stage (last 25 % of 12
+    epochs: epochs 10-12) always runs and stopping counts from its start."""
+    from mlpot.training import trainer as trainer_module
+
+    calls = []
+
+    def rising(self, engine, weights):
+        calls.append(weights)
+        return trainer_module._Sums(1.0, 1, 1.0, 1, loss=float(len(calls)), n_batches=1)
+
+    monkeypatch.setattr(Trainer, "_evaluate", rising)
+    common = dict(max_epochs=12, select_best_after=0.0, early_stopping_patience=2)
+    plain = _config(energy_weight_final=None, **common)
+    result = Trainer(RadialToy(), plain, log=lambda s: None).fit(si_small[:12])
+    assert (result.stopped_because, len(result.history), result.best_epoch) == (
+        "early_stopping",
+        3,
+        1,
+    )
+    calls.clear()
+    staged = _config(energy_weight_final=100.0, final_phase_fraction=0.25, **common)
+    result = Trainer(RadialToy(), staged, log=lambda s: None).fit(si_small[:12])
+    # epochs 1-9 run in full although the loss never improves after epoch 1; the stage starts
+    # at epoch 10 (progress 0.75), resets the counter, and two more epochs exhaust it
+    assert result.stopped_because == "early_stopping"
+    assert len(result.history) == 11
+    assert result.best_epoch == 1

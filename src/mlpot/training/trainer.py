@@ -442,6 +442,7 @@ class Trainer:
             "best_epoch": -1,
             "best_state": None,
             "since_best": 0,
+            "final_phase": False,
             "elapsed_s": 0.0,
             "finished": False,
             "stopped_because": "",
@@ -465,7 +466,7 @@ class Trainer:
             if ema is not None:
                 for average, value in zip(ema, saved["ema"], strict=True):
                     average.copy_(value)
-            state.update({k: saved[k] for k in state})
+            state.update({k: saved[k] for k in state if k in saved})
             self.log(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
         else:
             self.log(
@@ -506,6 +507,10 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             weights = self._weights(epoch, max_epochs, time_fraction)
+            if weights[0] != c.energy_weight and not state["final_phase"]:
+                # the objective changes (energies weigh more): early stopping counts afresh,
+                # so the final phase always runs instead of being cut by a stale counter
+                state["final_phase"], state["since_best"] = True, 0
             self.potential.train()
             sums = _Sums()
             order = torch.randperm(len(train_engine), generator=generator).tolist()
@@ -592,7 +597,12 @@ class Trainer:
                     f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
                     + ("  *" if improved else "")
                 )
-            if patience is not None and state["since_best"] >= patience:
+            two_stages = c.energy_weight_final not in (None, c.energy_weight)
+            if (
+                patience is not None
+                and state["since_best"] >= patience
+                and (state["final_phase"] or not two_stages)
+            ):  # with an energy stage, early stopping acts only within it (counted afresh)
                 state["finished"], state["stopped_because"] = True, "early_stopping"
             elif training_budget_s is not None and (
                 state["elapsed_s"] + epoch_time >= training_budget_s
