@@ -577,3 +577,38 @@ def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():
         plain = compute_properties(potential, batch, forces=True, stress=True)
     for key in fused:
         torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-12)
+
+
+def test_fused_kernel_float32_models_agree_with_float64():
+    """A float32 model through the kernel (general and power-of-two paths): energy, forces and
+    stress agree with the float64 model to single precision."""
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    pow2 = [
+        SymmetryFunction("G5", 8, (1, 8), 4.0, eta, 0.0, zeta, lam)
+        for eta in (0.01, 0.2, 0.7)
+        for zeta in (1.0, 2.0, 4.0, 16.0)
+        for lam in (1.0, -1.0)
+    ] + [SymmetryFunction("G2", 1, (8,), 4.0, 0.3, 1.0)]
+    periodic = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=23)
+    for functions in (cosine_cutoff_set(), pow2):
+        acsf = ACSF(functions)
+        potential = LinearFeaturePotential(acsf, seed=7)
+        double = compute_properties(
+            potential, AtomsBatch.from_atoms([periodic]), forces=True, stress=True
+        )
+        single_potential = LinearFeaturePotential(ACSF(functions), seed=7).float()
+        single = compute_properties(
+            single_potential,
+            AtomsBatch.from_atoms([periodic], dtype=torch.float32),
+            forces=True,
+            stress=True,
+        )
+        for key in ("energy", "forces", "stress"):
+            assert single[key].dtype == torch.float32
+            scale = float(double[key].abs().max())
+            torch.testing.assert_close(
+                single[key].double(), double[key], rtol=1e-4, atol=1e-5 * scale
+            )

@@ -46,6 +46,23 @@ def test_forces_and_stress_equal_finite_differences(random_hdnnp):
     assert atoms.get_potential_energy() == atoms.get_potential_energy(force_consistent=True)
 
 
+def test_float32_model_agrees_with_float64_and_sums_energy_in_float64(random_hdnnp):
+    """A float32 copy of the model (for fast MD) gives the float64 forces to single precision;
+    its total energy is the float64 sum of its per-atom energies (no float32 round-off that
+    grows with the number of atoms)."""
+    import copy
+
+    atoms = quartz_like().repeat((2, 2, 2))
+    single = copy.deepcopy(random_hdnnp).float()
+    atoms.calc = random_hdnnp.calculator()
+    e64, f64 = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = single.calculator()
+    e32, f32 = atoms.get_potential_energy(), atoms.get_forces()
+    assert e32 == float(np.sum(atoms.get_potential_energies(), dtype=np.float64))
+    assert e32 == pytest.approx(e64, rel=2e-6)
+    np.testing.assert_allclose(f32, f64, atol=2e-5 * np.abs(f64).max())
+
+
 def test_neighbor_list_reuse_with_skin_equals_new_lists(random_hdnnp):
     """The reused skin list gives what a new list gives, and is rebuilt when it must be."""
     atoms = quartz_like()

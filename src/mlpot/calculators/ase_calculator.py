@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
@@ -88,11 +89,14 @@ class MlpotCalculator(Calculator):
         want_stress = "stress" in properties and bool(self.atoms.pbc.all())
         nl = self._neighbor_list(batch)  # compute_properties checks the elements
         out = compute_properties(self.potential, batch, nl, forces=True, stress=want_stress)
+        energies = out["atomic_energies"].detach().cpu().double().numpy()
         energy = float(out["energy"][0].detach())
+        if out["energy"].dtype != torch.float64:  # a float32 model: sum its atoms in float64
+            energy = float(energies.sum())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "energies": out["atomic_energies"].detach().cpu().double().numpy(),
+            "energies": energies,
             "forces": out["forces"].detach().cpu().double().numpy(),
         }
         if want_stress:
