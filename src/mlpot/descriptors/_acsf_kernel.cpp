@@ -1064,41 +1064,52 @@ std::vector<torch::Tensor> pair_vectors_backward(torch::Tensor grad_vec, torch::
   return {grad_pos, grad_cell};
 }
 
-// Training with cached descriptors: the derivative of the energy with respect to the pair
-// vectors of a minibatch, d_vec[p, x] = sum_f d_features[centre(p), f] * jac[p, x, f], where
-// jac (P_s, 3, F) and centres (P_s, local atom indices) come one per structure, the structures'
-// atoms start at atom_offsets in d_features (N, F) and their pairs follow each other in d_vec.
-// One pass over the Jacobians, no gathered (P, F) copy; parallel over structures.
-torch::Tensor jacobian_contract(std::vector<torch::Tensor> jacs, std::vector<torch::Tensor> centers,
-                                std::vector<int64_t> atom_offsets, torch::Tensor d_features) {
+// Training with cached descriptors. A minibatch is given per structure: Jacobians jac (P_s, 3, F)
+// of the features with respect to the pair vectors, the pairs' centres (local atom indices) and
+// where the structure's atoms start (atom_offsets) in the minibatch's n_atoms atoms; its pairs
+// follow each other. Checks all of it; returns where each structure's pairs start (S + 1).
+std::vector<int64_t> minibatch_pair_offsets(const std::vector<torch::Tensor>& jacs,
+                                            const std::vector<torch::Tensor>& centers,
+                                            const std::vector<int64_t>& atom_offsets,
+                                            int64_t n_atoms, int64_t n_features,
+                                            torch::ScalarType dtype) {
   const int64_t n_structures = (int64_t)jacs.size();
   TORCH_CHECK((int64_t)centers.size() == n_structures &&
               (int64_t)atom_offsets.size() == n_structures);
-  TORCH_CHECK(d_features.dim() == 2 && d_features.is_contiguous());
-  const int64_t n_atoms = d_features.size(0), n_features = d_features.size(1);
   std::vector<int64_t> pair_offsets(n_structures + 1, 0);
   for (int64_t s = 0; s < n_structures; ++s) {
     const auto& jac = jacs[s];
     TORCH_CHECK(jac.dim() == 3 && jac.size(1) == 3 && jac.size(2) == n_features &&
-                jac.is_contiguous() && jac.scalar_type() == d_features.scalar_type());
+                jac.is_contiguous() && jac.scalar_type() == dtype);
     TORCH_CHECK(centers[s].scalar_type() == torch::kInt64 && centers[s].is_contiguous() &&
                 centers[s].size(0) == jac.size(0));
+    const int64_t* c = centers[s].data_ptr<int64_t>();
+    for (int64_t p = 0; p < jac.size(0); ++p)
+      TORCH_CHECK(c[p] >= 0 && atom_offsets[s] + c[p] < n_atoms, "centre index out of range");
     pair_offsets[s + 1] = pair_offsets[s] + jac.size(0);
   }
+  return pair_offsets;
+}
+
+// d_vec[p, x] = sum_f d_features[centre(p), f] * jac[p, x, f] (P, 3): the derivative of the
+// energy with respect to the pair vectors, from d_features = dE/dG (n_atoms, F). One pass over
+// the Jacobians, no gathered (P, F) copy; parallel over structures.
+torch::Tensor jacobian_contract(std::vector<torch::Tensor> jacs, std::vector<torch::Tensor> centers,
+                                std::vector<int64_t> atom_offsets, torch::Tensor d_features) {
+  TORCH_CHECK(d_features.dim() == 2 && d_features.is_contiguous());
+  const int64_t n_structures = (int64_t)jacs.size(), F = d_features.size(1);
+  const auto pair_offsets = minibatch_pair_offsets(jacs, centers, atom_offsets, d_features.size(0),
+                                                   F, d_features.scalar_type());
   auto out = torch::empty({pair_offsets[n_structures], 3}, d_features.options());
   AT_DISPATCH_FLOATING_TYPES(d_features.scalar_type(), "jacobian_contract", [&] {
     const scalar_t* df = d_features.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    const int64_t F = n_features;
     at::parallel_for(0, n_structures, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const scalar_t* J = jacs[s].data_ptr<scalar_t>();
         const int64_t* c = centers[s].data_ptr<int64_t>();
-        const int64_t n_pairs = jacs[s].size(0);
-        for (int64_t p = 0; p < n_pairs; ++p) {
-          const int64_t atom = atom_offsets[s] + c[p];
-          TORCH_CHECK(atom >= 0 && atom < n_atoms, "centre index out of range");
-          const scalar_t* a = df + atom * F;
+        for (int64_t p = 0; p < jacs[s].size(0); ++p) {
+          const scalar_t* a = df + (atom_offsets[s] + c[p]) * F;
           const scalar_t* j = J + p * 3 * F;
           scalar_t s_0 = 0, s_1 = 0, s_2 = 0;
           _Pragma("omp simd reduction(+ : s_0, s_1, s_2)")
@@ -1118,43 +1129,31 @@ torch::Tensor jacobian_contract(std::vector<torch::Tensor> jacs, std::vector<tor
   return out;
 }
 
-// Its adjoint: grad_features[centre(p), f] += sum_x grad_vec[p, x] * jac[p, x, f] (N, F).
+// Its adjoint: grad_features[centre(p), f] += sum_x grad_vec[p, x] * jac[p, x, f] (n_atoms, F).
 torch::Tensor jacobian_contract_backward(std::vector<torch::Tensor> jacs,
                                          std::vector<torch::Tensor> centers,
                                          std::vector<int64_t> atom_offsets, torch::Tensor grad_vec,
                                          int64_t n_atoms) {
-  const int64_t n_structures = (int64_t)jacs.size();
-  TORCH_CHECK((int64_t)centers.size() == n_structures &&
-              (int64_t)atom_offsets.size() == n_structures);
   TORCH_CHECK(grad_vec.dim() == 2 && grad_vec.size(1) == 3 && grad_vec.is_contiguous());
-  TORCH_CHECK(n_structures > 0);
-  const int64_t n_features = jacs[0].size(2);
-  std::vector<int64_t> pair_offsets(n_structures + 1, 0);
-  for (int64_t s = 0; s < n_structures; ++s) {
-    TORCH_CHECK(jacs[s].size(2) == n_features && jacs[s].is_contiguous() &&
-                jacs[s].scalar_type() == grad_vec.scalar_type());
-    TORCH_CHECK(centers[s].size(0) == jacs[s].size(0));
-    pair_offsets[s + 1] = pair_offsets[s] + jacs[s].size(0);
-  }
+  TORCH_CHECK(!jacs.empty());
+  const int64_t n_structures = (int64_t)jacs.size(), F = jacs[0].size(2);
+  const auto pair_offsets =
+      minibatch_pair_offsets(jacs, centers, atom_offsets, n_atoms, F, grad_vec.scalar_type());
   TORCH_CHECK(grad_vec.size(0) == pair_offsets[n_structures]);
-  auto grad = torch::zeros({n_atoms, n_features}, grad_vec.options());
+  auto grad = torch::zeros({n_atoms, F}, grad_vec.options());
   AT_DISPATCH_FLOATING_TYPES(grad_vec.scalar_type(), "jacobian_contract_backward", [&] {
     const scalar_t* g = grad_vec.data_ptr<scalar_t>();
     scalar_t* out = grad.data_ptr<scalar_t>();
-    const int64_t F = n_features;
     // structures own disjoint atom rows, so they can run in parallel
     at::parallel_for(0, n_structures, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const scalar_t* J = jacs[s].data_ptr<scalar_t>();
         const int64_t* c = centers[s].data_ptr<int64_t>();
-        const int64_t n_pairs = jacs[s].size(0);
-        for (int64_t p = 0; p < n_pairs; ++p) {
-          const int64_t atom = atom_offsets[s] + c[p];
-          TORCH_CHECK(atom >= 0 && atom < n_atoms, "centre index out of range");
+        for (int64_t p = 0; p < jacs[s].size(0); ++p) {
           const scalar_t* gp = g + 3 * (pair_offsets[s] + p);
           const scalar_t g0 = gp[0], g1 = gp[1], g2 = gp[2];
           const scalar_t* j = J + p * 3 * F;
-          scalar_t* row = out + atom * F;
+          scalar_t* row = out + (atom_offsets[s] + c[p]) * F;
           _Pragma("omp simd")
           for (int64_t f = 0; f < F; ++f) row[f] += g0 * j[f] + g1 * j[F + f] + g2 * j[2 * F + f];
         }
