@@ -158,6 +158,7 @@ struct Setup {
   bool pow2_all = false;
   int pow2_top = 0;
   std::vector<int> lambda_q[2], lambda_level[2];
+  int level_q[2][8] = {{-1, -1, -1, -1, -1, -1, -1, -1}, {-1, -1, -1, -1, -1, -1, -1, -1}};
   std::vector<double> dpw_scale;              // d/dcos of base^e = dpw_scale * base^(e-1)
   int n_lambda = 0, ladder_size = 1;
   double lambdas[2] = {0, 0};
@@ -250,6 +251,7 @@ Setup make_setup(const torch::Tensor& radial_params, const torch::Tensor& part_p
     s.pow2_top = std::max(s.pow2_top, b);
     s.lambda_q[s.lambda_index[q]].push_back((int)q);
     s.lambda_level[s.lambda_index[q]].push_back(b);
+    s.level_q[s.lambda_index[q]][b] = (int)q;
   }
   s.radial_width = s.n_species * s.n_radial;
   s.width = s.radial_width + s.n_species * (s.n_species + 1) / 2 * s.n_parts * s.n_zl;
@@ -262,7 +264,7 @@ struct Scratch {
   std::vector<double> buf;
   std::vector<int64_t> src, sp, seg, fill, bucket;
   std::vector<const double*> pw_ptrs, dpw_ptrs, w_ptrs;
-  std::vector<double> w_scale, g_dpw;
+  std::vector<double> w_scale, g_dpw, g_level;
   // per neighbour
   double *x, *y, *z, *r, *inv_r, *a, *da, *rf, *rdf, *grad_r;  // a, da: [part][j]
   // per j < k of the current k
@@ -621,40 +623,52 @@ inline void grad_parts(const Setup& s, Scratch& w, const double* g_pw, const dou
   }
 }
 
-// grad_parts when every zeta is a power of two: the ladder of squares base^(2^b) and the prefix
-// products base^(2^b - 1) in registers, per lambda
-template <int NP>
-inline void grad_pow2(const Setup& s, Scratch& w, const double* g_pw, int64_t p0, int64_t k,
-                      int64_t j0, int64_t j1) {
-  const int64_t Z = s.n_zl;
-  const double* gp = g_pw + p0 * Z;
-  const int top = s.pow2_top;
+// grad_parts when every zeta is a power of two: walks the ladder of squares level = base^(2^b)
+// and the prefix products base^(2^b - 1) in registers, both lambdas in one pass, with the
+// incoming gradient arranged by level (g_level: [lambda][level][part], for dL/dpw then d/dcos of
+// it; levels no zeta uses are skipped), so no power is indexed at run time (an indexed ladder
+// lives on the stack) and the two chains of squarings hide each other's latency
+template <int NP, int NL>
+inline void grad_pow2(const Setup& s, Scratch& w, const double* gw, const double* gd, int64_t p0,
+                      int64_t k, int64_t j0, int64_t j1) {
+  const int64_t P = s.n_parts;
+  const int levels = s.pow2_top + 1;
+  const int64_t lambda_stride = (int64_t)levels * P;
   for (int64_t j = j0; j < j1; j += kLanes) {
     v4 dlw[NP], dlpw[NP];
     for (int p = 0; p < NP; ++p) dlw[p] = dlpw[p] = v4{0.0, 0.0, 0.0, 0.0};
     const v4 c = load4(w.cos_t + j);
     const v4 keep = j + kLanes > k ? below(j, k) : v4{1.0, 1.0, 1.0, 1.0};
-    for (int l = 0; l < s.n_lambda; ++l) {
-      v4 ladder[8], prefix[8];
-      ladder[0] = (1.0 + s.lambdas[l] * c) * keep;
-      prefix[0] = v4{1.0, 1.0, 1.0, 1.0};
-      for (int b = 1; b <= top; ++b) {
-        prefix[b] = prefix[b - 1] * ladder[b - 1];
-        ladder[b] = ladder[b - 1] * ladder[b - 1];
-      }
-      const int n_q = (int)s.lambda_q[l].size();
-      for (int i = 0; i < n_q; ++i) {
-        const int q = s.lambda_q[l][i], b = s.lambda_level[l][i];
-        const v4 u = ladder[b], du = prefix[b] * s.dpw_scale[q];
-        for (int p = 0; p < NP; ++p) {
-          const double g = gp[p * Z + q];
-          dlw[p] += g * u;
-          dlpw[p] += g * du;
+    v4 level[NL], prefix[NL];
+    for (int l = 0; l < NL; ++l) {
+      level[l] = (1.0 + s.lambdas[l] * c) * keep;
+      prefix[l] = v4{1.0, 1.0, 1.0, 1.0};
+    }
+    for (int b = 0; b < levels; ++b) {
+      for (int l = 0; l < NL; ++l) {
+        if (s.level_q[l][b] >= 0) {
+          const double* gwl = gw + l * lambda_stride + b * P + p0;
+          const double* gdl = gd + l * lambda_stride + b * P + p0;
+          for (int p = 0; p < NP; ++p) {
+            dlw[p] += gwl[p] * level[l];
+            dlpw[p] += gdl[p] * prefix[l];
+          }
         }
+        prefix[l] *= level[l];
+        level[l] *= level[l];
       }
     }
     grad_epilogue<NP>(s, w, dlw, dlpw, p0, k, j);
   }
+}
+
+template <int NP>
+inline void grad_pow2_l(const Setup& s, Scratch& w, const double* gw, const double* gd,
+                        int64_t p0, int64_t k, int64_t j0, int64_t j1) {
+  if (s.n_lambda == 2)
+    grad_pow2<NP, 2>(s, w, gw, gd, p0, k, j0, j1);
+  else
+    grad_pow2<NP, 1>(s, w, gw, gd, p0, k, j0, j1);
 }
 
 // Forward fast path: out[p * Z + qi[i]] += scale[p] * sum_{j0 <= j < j1, j < k} w[p][j]
@@ -824,8 +838,25 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
   // the same times d/dcos of the powers over base^(e-1), for every species pair
   const int64_t n_ang = s.width - s.radial_width;
   w.g_dpw.resize(n_ang);
-  for (int64_t i = 0; i < n_ang && !s.pow2_all; i += Z)  // grad_pow2 scales in registers
+  for (int64_t i = 0; i < n_ang && !s.pow2_all; i += Z)
     for (int64_t q = 0; q < Z; ++q) w.g_dpw[i + q] = ga[i + q] * s.dpw_scale[q];
+  // power-of-two path: the same by (species pair, lambda, ladder level, part), see grad_pow2
+  const int64_t levels = s.pow2_top + 1, level_block = (int64_t)s.n_lambda * levels * P;
+  if (s.pow2_all && P) {
+    const int64_t n_pairs_sp = n_ang / (P * Z);
+    w.g_level.assign(n_pairs_sp * 2 * level_block, 0.0);
+    for (int64_t pi = 0; pi < n_pairs_sp; ++pi)
+      for (int l = 0; l < s.n_lambda; ++l)
+        for (int64_t b = 0; b < levels; ++b) {
+          const int q = s.level_q[l][b];
+          if (q < 0) continue;
+          double* row = w.g_level.data() + pi * 2 * level_block + (l * levels + b) * P;
+          for (int64_t p = 0; p < P; ++p) {
+            row[p] = ga[pi * P * Z + p * Z + q];
+            row[level_block + p] = row[p] * s.dpw_scale[q];
+          }
+        }
+  }
   for (int64_t k = 1; k < n_in && P; ++k) {
     if (w.src[k] < 0) continue;  // padding
     const int64_t m = round_up(k);
@@ -839,15 +870,17 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
     for (int64_t t = 0; t < S; ++t) {
       const int64_t j0 = w.seg[t], j1 = std::min<int64_t>(w.seg[t + 1], m);
       if (j1 <= j0) continue;
-      const int64_t offset = s.pair_table[t * S + sk] * P * Z;
+      const int64_t pair_index = s.pair_table[t * S + sk], offset = pair_index * P * Z;
       const double* gp = ga + offset;
       const double* gd = w.g_dpw.data() + offset;
+      const double* lw = s.pow2_all ? w.g_level.data() + pair_index * 2 * level_block : nullptr;
+      const double* ld = lw ? lw + level_block : nullptr;
       for (int64_t p0 = 0; p0 < P && s.pow2_all; p0 += 4) {
         switch (std::min<int64_t>(P - p0, 4)) {
-          case 1: grad_pow2<1>(s, w, gp, p0, k, j0, j1); break;
-          case 2: grad_pow2<2>(s, w, gp, p0, k, j0, j1); break;
-          case 3: grad_pow2<3>(s, w, gp, p0, k, j0, j1); break;
-          default: grad_pow2<4>(s, w, gp, p0, k, j0, j1); break;
+          case 1: grad_pow2_l<1>(s, w, lw, ld, p0, k, j0, j1); break;
+          case 2: grad_pow2_l<2>(s, w, lw, ld, p0, k, j0, j1); break;
+          case 3: grad_pow2_l<3>(s, w, lw, ld, p0, k, j0, j1); break;
+          default: grad_pow2_l<4>(s, w, lw, ld, p0, k, j0, j1); break;
         }
       }
       for (int64_t p0 = 0; p0 < P && !s.pow2_all; p0 += 4) {
