@@ -5,7 +5,7 @@ Workload: periodic diamond Si, a = 5.431 Å, n×n×n conventional cells (n = 4, 
 
 mlpot: by default an untrained HDNNP built exactly as ``mlpot train`` builds one for Si (the
 ``model:`` defaults of :mod:`mlpot.training.config`: ``ACSF.default(["Si"], r_cut=6.0)`` and
-hidden layers (32, 32), tanh); random weights cost the same as trained ones. ``--model PATH``
+hidden layers (64, 64), tanh); random weights cost the same as trained ones. ``--model PATH``
 times a trained model file or an n2p2 potential directory instead. Timed, per atom per step:
 
 * ``MD``: one step of NVE velocity Verlet (ASE, 1 fs, velocities from 1000 K) with
@@ -148,7 +148,7 @@ def build_potential(args):
 
         potential = HDNNP(
             ACSF.default(["Si"], r_cut=args.cutoff or 6.0),
-            hidden_layers=tuple(args.hidden_layers or (32, 32)),
+            hidden_layers=tuple(args.hidden_layers or (64, 64)),
             activation=args.activation or "tanh",
             seed=0,
         )
