@@ -34,7 +34,8 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     ``early_stopping_patience`` (epochs without improvement of the validation loss; ``auto`` =
     a quarter of ``max_epochs``, at least 20; ``null`` = never; with an energy stage
     (``energy_weight_final``) it acts only within that stage, counted from its start, so the
-    stage always runs), ``select_best_after`` (0.5:
+    stage always runs; the best model is then chosen within the stage too),
+    ``select_best_after`` (0.5:
     the best model by validation loss is chosen, and early stopping counts, only once this
     fraction of the schedule (epochs or time budget) has passed; before it the learning rate is
     high and a small validation set can favour an untrained model), ``validation_fraction`` (seeded

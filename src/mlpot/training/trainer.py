@@ -567,7 +567,12 @@ class Trainer:
             # epochs at a high learning rate can score well on a small validation set whose
             # loss one unusual structure dominates, yet be far from trained
             time_done = state["elapsed_s"] / training_budget_s if time_fraction > 0 else 0.0
-            selecting = _schedule_progress(epoch + 1, max_epochs, time_done) >= c.select_best_after
+            two_stages = c.energy_weight_final not in (None, c.energy_weight)
+            # with an energy stage the model is chosen within it: before it the energies are
+            # not refined yet, and a flat validation loss can make an earlier epoch win by noise
+            selecting = _schedule_progress(
+                epoch + 1, max_epochs, time_done
+            ) >= c.select_best_after and (state["final_phase"] or not two_stages)
             improved = selecting and monitored < state["best_loss"]
             if improved:
                 state["best_loss"] = monitored
@@ -597,7 +602,6 @@ class Trainer:
                     f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
                     + ("  *" if improved else "")
                 )
-            two_stages = c.energy_weight_final not in (None, c.energy_weight)
             if (
                 patience is not None
                 and state["since_best"] >= patience
@@ -615,6 +619,13 @@ class Trainer:
                 self._write_checkpoint(checkpoint_path, state, optimizer, plateau, generator, ema)
                 write_log_csv(self.out_dir / "log.csv", state["history"])
 
+        if state["finished"] and state["best_state"] is None and state["history"]:
+            # no epoch could be chosen (a run too short to reach its energy stage): the last one
+            if ema is not None:
+                _swap_weights(params, ema)
+            state["best_state"] = copy.deepcopy(self.potential.state_dict())
+            state["best_epoch"] = state["epoch"]
+            state["best_loss"] = state["history"][-1]["val_loss"]
         if state["finished"] and state["best_state"] is not None:
             self.potential.load_state_dict(state["best_state"])
             self.potential.to(torch.float64)  # the model is used (and saved) in float64
