@@ -442,7 +442,6 @@ class Trainer:
             "best_epoch": -1,
             "best_state": None,
             "since_best": 0,
-            "final_phase": False,
             "elapsed_s": 0.0,
             "finished": False,
             "stopped_because": "",
@@ -466,7 +465,7 @@ class Trainer:
             if ema is not None:
                 for average, value in zip(ema, saved["ema"], strict=True):
                     average.copy_(value)
-            state.update({k: saved[k] for k in state if k in saved})
+            state.update({k: saved[k] for k in state})
             self.log(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
         else:
             self.log(
@@ -507,10 +506,6 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             weights = self._weights(epoch, max_epochs, time_fraction)
-            if weights[0] != c.energy_weight and not state["final_phase"]:
-                # the objective changes (energies weigh more): early stopping counts afresh,
-                # so the final phase always runs instead of being cut by a stale counter
-                state["final_phase"], state["since_best"] = True, 0
             self.potential.train()
             sums = _Sums()
             order = torch.randperm(len(train_engine), generator=generator).tolist()
@@ -567,12 +562,16 @@ class Trainer:
             # epochs at a high learning rate can score well on a small validation set whose
             # loss one unusual structure dominates, yet be far from trained
             time_done = state["elapsed_s"] / training_budget_s if time_fraction > 0 else 0.0
-            two_stages = c.energy_weight_final not in (None, c.energy_weight)
-            # with an energy stage the model is chosen within it: before it the energies are
-            # not refined yet, and a flat validation loss can make an earlier epoch win by noise
-            selecting = _schedule_progress(
-                epoch + 1, max_epochs, time_done
-            ) >= c.select_best_after and (state["final_phase"] or not two_stages)
+            # with an energy stage the model is chosen within it (before it the energies are not
+            # refined yet, and a flat validation loss can make an earlier epoch win by noise);
+            # early stopping counts only selectable epochs, so it too acts within the stage
+            in_stage = (
+                c.energy_weight_final in (None, c.energy_weight) or weights[0] != c.energy_weight
+            )
+            selecting = (
+                _schedule_progress(epoch + 1, max_epochs, time_done) >= c.select_best_after
+                and in_stage
+            )
             improved = selecting and monitored < state["best_loss"]
             if improved:
                 state["best_loss"] = monitored
@@ -602,11 +601,7 @@ class Trainer:
                     f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
                     + ("  *" if improved else "")
                 )
-            if (
-                patience is not None
-                and state["since_best"] >= patience
-                and (state["final_phase"] or not two_stages)
-            ):  # with an energy stage, early stopping acts only within it (counted afresh)
+            if patience is not None and state["since_best"] >= patience:
                 state["finished"], state["stopped_because"] = True, "early_stopping"
             elif training_budget_s is not None and (
                 state["elapsed_s"] + epoch_time >= training_budget_s
