@@ -409,6 +409,14 @@ def test_default_set_sizes_and_grid():
         6.0 / 8 ** (1 / 8)
     )
     assert {f.lambda_ for f in fs if f.is_angular} == {1.0, -1.0}
+    # radial functions reach r_c, angular ones the shorter angular cutoff 0.75 r_c, whose
+    # centred grid they use: eta_m = (N^(m/N) / r_a)^2, N = 3
+    assert {f.r_cut for f in fs if not f.is_angular} == {6.0}
+    assert {f.r_cut for f in fs if f.is_angular} == {4.5}
+    etas_angular = sorted({f.eta for f in fs if f.is_angular})
+    np.testing.assert_allclose(etas_angular, [(3 ** (m / 3) / 4.5) ** 2 for m in range(4)])
+    same = ACSF.default(["Si"], r_cut=6.0, angular_cutoff=6.0)
+    assert {f.r_cut for f in same.functions} == {6.0}
     tio2 = ACSF.default(["O", "Ti"], r_cut=6.5)
     assert tio2.elements == [8, 22] and tio2.n_features == {8: 78, 22: 78}
     atoms = bulk("Si", "diamond", a=5.43)
@@ -459,6 +467,8 @@ def test_bad_dscribe_and_default_parameters():
         ACSF.from_dscribe(["Si"], 5.0, g4_params=[(0.1, 1, 2)])
     with pytest.raises(ParameterError, match="r_cut"):
         ACSF.default(["Si"], r_cut=0)
+    with pytest.raises(ParameterError, match="angular_cutoff"):
+        ACSF.default(["Si"], r_cut=5.0, angular_cutoff=5.5)
     with pytest.raises(ParameterError, match="symbol"):
         ACSF.default(["Xx"])
 

@@ -781,15 +781,21 @@ class ACSF(torch.nn.Module):
         return cls(functions, elements=zs)
 
     @classmethod
-    def default(cls, elements: Sequence[int | str], r_cut: float = 6.0) -> ACSF:
-        """A general default set for ``elements`` and cutoff ``r_cut`` (Å).
+    def default(
+        cls,
+        elements: Sequence[int | str],
+        r_cut: float = 6.0,
+        angular_cutoff: float | None = None,
+    ) -> ACSF:
+        """A general default set for ``elements``, radial cutoff ``r_cut`` (Å) and angular
+        cutoff ``angular_cutoff`` (Å; default 0.75 ``r_cut``).
 
         After Imbalzano et al., J. Chem. Phys. 148, 241730 (2018), as n2p2's sfparamgen does;
         see :func:`mlpot.descriptors.defaults.default_functions` for what it picks.
         """
         from mlpot.descriptors.defaults import default_functions
 
-        return cls(default_functions(elements, r_cut))
+        return cls(default_functions(elements, r_cut, angular_cutoff))
 
 
 class _SlotContraction(torch.autograd.Function):

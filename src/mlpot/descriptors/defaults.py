@@ -12,11 +12,14 @@ The default set, per centre element:
 
 * radial G2, per neighbour element: n_c centred + n_s shifted functions;
 * angular G5 ("wide", n2p2 type 9; no R_jk cutoff, so no triplet is lost at large angles),
-  per unordered pair of neighbour elements: the centred η grid with n_a values × ζ ∈ Z × λ = ±1.
-
-One element: n_c = n_s = 8, n_a = 4, Z = {1, 2, 4, 16}: 16 + 32 = 48 functions.
-Several elements: n_c = n_s = 6, n_a = 3, Z = {1, 4, 16}: 12 per neighbour element +
-18 per element pair (2 elements: 78 per centre element; 3 elements: 144).
+  per unordered pair of neighbour elements, within a shorter angular cutoff r_a = 0.75 r_c
+  (4.5 Å for r_c = 6 Å) unless given: the centred η grid of r_a with n_a values × ζ ∈ Z ×
+  λ = ±1. Angular
+  terms cost per neighbour *pair*, so r_a sets the cost of the descriptor (for Si, 28 instead of
+  46 neighbours: 378 instead of 1035 pairs per atom); shorter angular than radial cutoffs are
+  common practice (ANI: 3.5 and 5.2 Å). On mlearn Si (defaults otherwise, seeds 0 and 1) the
+  test errors were 3.54 / 3.79 meV/atom and 0.142 / 0.129 eV/Å with r_a = 4.5 Å against
+  4.99 / 4.44 and 0.131 / 0.121 with r_a = r_c = 6 Å, and an MD step 1.5× faster.
 
 All use the cosine cutoff f_c(r) = ½[cos(πr/r_c) + 1].
 """
@@ -28,6 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlpot.errors import ParameterError
+
+ANGULAR_CUTOFF_RATIO = 0.75  # default angular cutoff / radial cutoff
 
 
 def imbalzano_center(r_cut: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +56,24 @@ def imbalzano_shift(r_cut: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     return r_shift[::-1].copy(), eta[::-1].copy()
 
 
-def default_functions(elements: Sequence[int | str], r_cut: float = 6.0) -> list:
-    """The default list of :class:`~mlpot.descriptors.acsf.SymmetryFunction` (see module doc)."""
+def default_functions(
+    elements: Sequence[int | str], r_cut: float = 6.0, angular_cutoff: float | None = None
+) -> list:
+    """The default list of :class:`~mlpot.descriptors.acsf.SymmetryFunction` (see module doc).
+
+    ``r_cut``: radial cutoff (Å); ``angular_cutoff``: cutoff of the angular functions (Å, at
+    most ``r_cut``; default ``ANGULAR_CUTOFF_RATIO * r_cut``).
+    """
     from mlpot.descriptors.acsf import SymmetryFunction, _atomic_number
 
     if not r_cut > 0:
         raise ParameterError(f"r_cut must be positive (Å), got {r_cut}")
+    if angular_cutoff is None:
+        angular_cutoff = ANGULAR_CUTOFF_RATIO * r_cut
+    if not 0 < angular_cutoff <= r_cut:
+        raise ParameterError(
+            f"angular_cutoff must lie in (0, r_cut = {r_cut}] Å, got {angular_cutoff}"
+        )
     zs = sorted({_atomic_number(z) for z in elements})
     if not zs:
         raise ParameterError("default ACSF: give at least one element")
@@ -66,7 +83,7 @@ def default_functions(elements: Sequence[int | str], r_cut: float = 6.0) -> list
         n_center, n_shift, n_angular, zetas = 6, 6, 3, (1.0, 4.0, 16.0)
     rs_c, eta_c = imbalzano_center(r_cut, n_center)
     rs_s, eta_s = imbalzano_shift(r_cut, n_shift)
-    _, eta_a = imbalzano_center(r_cut, n_angular)
+    _, eta_a = imbalzano_center(angular_cutoff, n_angular)
     functions = []
     for center in zs:
         for nb in zs:
@@ -86,7 +103,7 @@ def default_functions(elements: Sequence[int | str], r_cut: float = 6.0) -> list
                                     "G5",
                                     center,
                                     (zs[lo], zs[hi]),
-                                    r_cut,
+                                    angular_cutoff,
                                     eta=float(eta),
                                     zeta=zeta,
                                     lambda_=lam,

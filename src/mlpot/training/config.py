@@ -11,8 +11,9 @@ out keeps its default (``mlpot train --print-config`` prints them all):
 
 ``model:`` (an HDNNP on ACSF descriptors)
     ``elements`` (chemical symbols; default: those in the training data), ``cutoff`` (Å, 6.0),
-    ``symmetry_functions`` (``default`` = ``ACSF.default(elements, cutoff)``, or a list of
-    mappings with the fields of :class:`~mlpot.descriptors.acsf.SymmetryFunction` where
+    ``angular_cutoff`` (Å, of the default set's angular functions; ``null`` = 0.75 ``cutoff``),
+    ``symmetry_functions`` (``default`` = ``ACSF.default(elements, cutoff, angular_cutoff)``,
+    or a list of mappings with the fields of :class:`~mlpot.descriptors.acsf.SymmetryFunction` where
     ``center``/``neighbors`` may be symbols), ``hidden_layers`` ([64, 64]), ``activation``
     (``tanh``), ``scaling`` (feature scaling, ``standard``).
 
@@ -82,6 +83,7 @@ class ModelConfig:
 
     elements: list[str] | None = None
     cutoff: float = 6.0
+    angular_cutoff: float | None = None
     symmetry_functions: Any = "default"
     hidden_layers: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"

@@ -59,7 +59,7 @@ def build_descriptor(model: ModelConfig, elements: Sequence[int]):
 
     spec = model.symmetry_functions
     if spec in (None, "default"):
-        return ACSF.default(list(elements), r_cut=model.cutoff)
+        return ACSF.default(list(elements), r_cut=model.cutoff, angular_cutoff=model.angular_cutoff)
     if isinstance(spec, dict) and "functions" in spec:
         return ACSF.from_config(spec)
     if not isinstance(spec, list):
