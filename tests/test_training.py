@@ -167,6 +167,26 @@ def test_config_roundtrip_and_rejects_unknown_keys(tmp_path):
     assert TrainerConfig(batch_size=4, target_steps=1000, min_auto_epochs=1).epochs_for(40) == 100
 
 
+def test_model_angular_cutoff_reaches_the_default_set(tmp_path):
+    """model.angular_cutoff (YAML) sets the cutoff of the default set's angular functions only;
+    left out, it is 0.75 of model.cutoff; beyond model.cutoff it is refused by name."""
+    from mlpot.training.workflow import build_model
+
+    def cutoffs(yaml_text):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml_text)
+        functions = build_model(Config.from_yaml(path).model, [14], seed=0).descriptor.functions
+        return (
+            {f.r_cut for f in functions if not f.is_angular},
+            {f.r_cut for f in functions if f.is_angular},
+        )
+
+    assert cutoffs("model:\n  cutoff: 5.0\n") == ({5.0}, {3.75})
+    assert cutoffs("model:\n  cutoff: 5.0\n  angular_cutoff: 4.2\n") == ({5.0}, {4.2})
+    with pytest.raises(ParameterError, match="angular_cutoff"):
+        cutoffs("model:\n  cutoff: 5.0\n  angular_cutoff: 5.5\n")
+
+
 def test_saved_model_metrics_equal_recomputation(si_small, tmp_path):
     result = Trainer(RadialToy(), _config(max_epochs=3), log=lambda s: None).fit(si_small[:10])
     path = tmp_path / "m.pt"
