@@ -14,12 +14,18 @@ The default set, per centre element:
 * angular G5 ("wide", n2p2 type 9; no R_jk cutoff, so no triplet is lost at large angles),
   per unordered pair of neighbour elements, within a shorter angular cutoff r_a = 0.75 r_c
   (4.5 Å for r_c = 6 Å) unless given: the centred η grid of r_a with n_a values × ζ ∈ Z ×
-  λ = ±1. Angular
-  terms cost per neighbour *pair*, so r_a sets the cost of the descriptor (for Si, 28 instead of
-  46 neighbours: 378 instead of 1035 pairs per atom); shorter angular than radial cutoffs are
-  common practice (ANI: 3.5 and 5.2 Å). On mlearn Si (defaults otherwise, seeds 0 and 1) the
-  test errors were 3.54 / 3.79 meV/atom and 0.142 / 0.129 eV/Å with r_a = 4.5 Å against
-  4.99 / 4.44 and 0.131 / 0.121 with r_a = r_c = 6 Å, and an MD step 1.5× faster.
+  λ = ±1.
+
+One element: n_c = n_s = 8, n_a = 4, Z = {1, 2, 4, 16}: 16 + 32 = 48 functions.
+Several elements: n_c = n_s = 6, n_a = 3, Z = {1, 4, 16}: 12 per neighbour element +
+18 per element pair (2 elements: 78 per centre element; 3 elements: 144).
+
+Why r_a < r_c: angular terms cost per neighbour *pair*, so r_a sets the cost of the descriptor
+(Si: 28 instead of 46 neighbours, 378 instead of 1035 pairs per atom); shorter angular than
+radial cutoffs are common practice (ANI: 3.5 and 5.2 Å). On mlearn Si (defaults otherwise,
+seeds 0 and 1, four runs) the test errors were 3.5–4.6 meV/atom and 0.123–0.142 eV/Å with
+r_a = 4.5 Å against 4.4–5.0 and 0.121–0.131 with r_a = r_c = 6 Å (TiO2: 5.12 / 0.121 against
+6.41 / 0.137), and an MD step costs 1.4–2× less (benchmarks/README.md, session 6).
 
 All use the cosine cutoff f_c(r) = ½[cos(πr/r_c) + 1].
 """

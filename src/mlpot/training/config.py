@@ -13,9 +13,10 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     ``elements`` (chemical symbols; default: those in the training data), ``cutoff`` (Å, 6.0),
     ``angular_cutoff`` (Å, of the default set's angular functions; ``null`` = 0.75 ``cutoff``),
     ``symmetry_functions`` (``default`` = ``ACSF.default(elements, cutoff, angular_cutoff)``,
-    or a list of mappings with the fields of :class:`~mlpot.descriptors.acsf.SymmetryFunction` where
-    ``center``/``neighbors`` may be symbols), ``hidden_layers`` ([64, 64]), ``activation``
-    (``tanh``), ``scaling`` (feature scaling, ``standard``).
+    or a list of mappings with the fields of
+    :class:`~mlpot.descriptors.acsf.SymmetryFunction` where ``center``/``neighbors`` may be
+    symbols), ``hidden_layers`` ([64, 64]), ``activation`` (``tanh``), ``scaling`` (feature
+    scaling, ``standard``).
 
 ``training:``
     ``seed`` (0), ``dtype`` (``float32`` or ``float64``), ``energy_weight`` (1.0, on the MSE of
