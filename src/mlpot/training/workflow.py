@@ -164,9 +164,13 @@ def train_structures(
     validation = [train_all[i] for i in val_idx]
 
     potential = build_model(config.model, elements, c.seed)
+    angular = [f.r_cut for f in potential.descriptor.functions if f.is_angular]
+    cutoffs = f"cutoff {potential.cutoff:g} Å" + (
+        f", angular {max(angular):g} Å" if angular and max(angular) < potential.cutoff else ""
+    )
     log(
         f"model: HDNNP for {', '.join(chemical_symbols[z] for z in potential.elements)}, "
-        f"{potential.descriptor.max_features} symmetry functions (cutoff {potential.cutoff} Å), "
+        f"{potential.descriptor.max_features} symmetry functions ({cutoffs}), "
         f"hidden layers {list(config.model.hidden_layers)} {config.model.activation}"
     )
     trainer = Trainer(
