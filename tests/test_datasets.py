@@ -181,7 +181,26 @@ def test_candidates_deterministic_balanced_and_physical(generator):
             assert d[np.triu_indices(len(atoms), 1)].min() > 1.7, atoms.info
     sizes = {g: {len(a) for a in first if a.info["group"] == g} for g in groups}
     assert sizes["vacancy"] == {7, 15} and sizes["interstitial"] == {9, 17}
-    assert sizes["eos"] == {2}
+    assert sizes["eos"] == {8}
+    # One k-set for every crystalline cell: all are built on the 8-atom cube, and the density's
+    # mesh times the cell's repeat of the cube is the cube's 4x4x4 (the 2x2x2 primitive
+    # supercell's 3x3x3 sat 9.3 meV/atom above it, docs/datasets.md).
+    from ase.calculators.calculator import kptdensity2monkhorstpack
+
+    density = generator.SETTINGS["kpts_density_per_inv_angstrom"]
+    for atoms in first:
+        if atoms.info["group"] == "liquid":
+            continue
+        fixed = atoms.info.get("kpts_fixed")
+        mesh = (
+            [int(k) for k in fixed.split("x")]
+            if fixed
+            else list(kptdensity2monkhorstpack(atoms, density, even=False))
+        )
+        repeats = np.rint(atoms.cell.lengths() / generator.SI_LATTICE)
+        if atoms.info["group"] == "eos":
+            repeats = np.ones(3)
+        assert list(np.asarray(mesh) * repeats) == [4, 4, 4], (atoms.info, mesh)
     # Harmonic amplitude: σ² = kB T / (m ω_E²), ω_E = kB Θ_E / ħ; 300 K, Θ_E = 500 K, m = 28.0855 u
     kb, hbar, amu = 1.380649e-23, 1.054571817e-34, 1.66053906660e-27
     omega = kb * 500.0 / hbar
@@ -224,6 +243,18 @@ def test_resume_and_finalize_partial(generator, tmp_path):
     # Resuming with another seed (another candidate list) is refused, not mixed in.
     with pytest.raises(SystemExit, match="index 0 differs from candidate 0"):
         generator.main(["--output", str(output), "--seed", "1", "--limit", "0"])
+    # After a generator update, --recompute-changed drops only the frames that differ.
+    moved = written[2].copy()
+    moved.info = dict(written[2].info)
+    moved.calc = written[2].calc
+    moved.positions[0] += 0.1
+    stale = tmp_path / "stale.extxyz"
+    for atoms in (written[0], moved, written[1]):
+        generator.append_frame(stale, atoms)
+    with pytest.raises(SystemExit, match="1 of 3 frames differ"):
+        generator.main(["--output", str(stale), "--limit", "0"])
+    assert generator.main(["--output", str(stale), "--limit", "0", "--recompute-changed"]) == 0
+    assert sorted(int(a.info["index"]) for a in generator.read_done(stale)) == [0, 3]
 
     bundle = tmp_path / "bundle"
     assert (
