@@ -452,14 +452,18 @@ def check_against_candidates(frames: list[Atoms], candidates: list[Atoms], path:
         )
 
 
+def without_changed(frames: list[Atoms], candidates: list[Atoms]) -> tuple[list[Atoms], int]:
+    """The frames that match their candidates, and how many were left out."""
+    changed = set(changed_candidates(frames, candidates))
+    return [frame for frame in frames if int(frame.info["index"]) not in changed], len(changed)
+
+
 def drop_changed(path: Path, frames: list[Atoms], candidates: list[Atoms]) -> list[Atoms]:
     """Rewrite ``path`` (atomically) without the frames that differ from their candidates."""
-    changed = set(changed_candidates(frames, candidates))
-    if not changed:
-        return frames
-    kept = [frame for frame in frames if int(frame.info["index"]) not in changed]
-    atomic_write_text(path, "".join(frame_text(frame) for frame in kept))
-    print(f"{path}: dropped {len(changed)} frames whose candidates changed", flush=True)
+    kept, n_changed = without_changed(frames, candidates)
+    if n_changed:
+        atomic_write_text(path, "".join(frame_text(frame) for frame in kept))
+        print(f"{path}: dropped {n_changed} frames whose candidates changed", flush=True)
     return kept
 
 
@@ -803,9 +807,8 @@ def from_bundle(args) -> int:
         frames = ase.io.read(handle, index=":", format="extxyz")
     candidates = build_candidates(args.seed)
     if args.recompute_changed:  # leave out what the generator now builds differently
-        changed = set(changed_candidates(frames, candidates))
-        frames = [frame for frame in frames if int(frame.info["index"]) not in changed]
-        print(f"left out {len(changed)} bundled structures whose candidates changed")
+        frames, n_changed = without_changed(frames, candidates)
+        print(f"left out {n_changed} bundled structures whose candidates changed")
     check_against_candidates(frames, candidates, bundle_dir / record["file"])
     text = []
     for frame in frames:
