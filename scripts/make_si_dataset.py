@@ -28,7 +28,7 @@ Run the generation in the background, niced, e.g.::
     nohup nice -n 19 .venv/bin/python scripts/make_si_dataset.py \\
         >> data_generation/generate.log 2>&1 &
 
-Candidate groups (all Si): ``eos`` (2-atom diamond, energy–volume curve), ``strain_iso`` and
+Candidate groups (all Si): ``eos`` (8-atom cubic diamond, energy–volume curve), ``strain_iso`` and
 ``strain_shear`` (8-atom diamond, strains up to ±6 %, lightly rattled), ``rattle8`` /
 ``rattle16`` (diamond rattled at 300–1500 K with Gaussian displacements from the harmonic
 Einstein-model estimate, plus small cell fluctuations), ``vacancy`` / ``interstitial`` (7/15 and

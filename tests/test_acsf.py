@@ -622,3 +622,47 @@ def test_fused_kernel_float32_models_agree_with_float64():
             torch.testing.assert_close(
                 single[key].double(), double[key], rtol=1e-4, atol=1e-5 * scale
             )
+
+
+def test_default_sets_need_no_column_gather_and_any_order_is_exact():
+    """The source layout follows the order in which shapes first appear: the default sets are
+    laid out exactly as their functions (no gather after the kernel), and a set listing its
+    (zeta, lambda) and parts in an arbitrary order still gives each function's own value, on
+    both the fused and the PyTorch path (against the loop-based reference)."""
+    from mlpot.descriptors import _fused
+
+    for elements in (["Si"], ["Ti", "O"], ["H", "O", "Cu"]):
+        tables = ACSF.default(elements, 5.0)._tables(torch.float64, torch.device("cpu"))
+        assert tables["column_identity"], elements
+    mixed = [
+        SymmetryFunction("G5", 8, (1, 8), 4.0, 0.2, 0.0, 4.0, -1.0),
+        SymmetryFunction("G2", 8, (1,), 4.0, 0.3, 1.0),
+        SymmetryFunction("G5", 8, (1, 8), 4.0, 0.05, 0.0, 1.0, 1.0),
+        SymmetryFunction("G4", 8, (1, 1), 3.8, 0.1, 0.0, 4.0, 1.0),
+        SymmetryFunction("G5", 8, (1, 8), 4.0, 0.2, 0.0, 1.0, -1.0),
+        SymmetryFunction("G5", 8, (8, 8), 4.0, 0.05, 0.0, 4.0, 1.0),
+        SymmetryFunction("G5", 1, (1, 8), 4.0, 0.2, 0.0, 2.0, 1.0),
+        SymmetryFunction("G2", 1, (8,), 4.0, 0.5, 0.0),
+    ]
+    acsf = ACSF(mixed)
+    assert not acsf._tables(torch.float64, torch.device("cpu"))["column_identity"]
+    atoms = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=31)
+    paths = [True, False] if _fused.kernel_available() else [False]
+    for fused in paths:
+        with _fused.fused_kernel_enabled(fused):
+            ours = acsf.compute(atoms)
+        for z in acsf.elements:
+            fs = acsf.functions_for(z)
+            rows = atoms.numbers == z
+            np.testing.assert_allclose(
+                ours[rows, : len(fs)], brute_force(atoms, fs)[rows], rtol=1e-11, atol=1e-13
+            )
+    silicon = bulk("Si", "diamond", a=5.43, cubic=True)
+    silicon.rattle(0.1, seed=2)
+    default = ACSF.default(["Si"], 5.0)
+    np.testing.assert_allclose(
+        default.compute(silicon),
+        brute_force(silicon, default.functions_for(14)),
+        rtol=1e-11,
+        atol=1e-12,
+    )

@@ -50,6 +50,8 @@ def test_neighbor_list_matches_ase(cell, pbc, cutoff):
         )
         assert ours == pair_set(i, j, S, dist)
         offset += len(atoms)
+    # ordered by centre (the descriptor kernels read memory in that order)
+    assert np.all(np.diff(nl.centers.numpy()) >= 0)
 
 
 def test_pair_vectors_differentiable_in_positions_and_cell():

@@ -942,6 +942,8 @@ void centre_backward(const Setup& s, const T* vec, const int64_t* species, const
     row[1] = (T)w.gy[j];
     row[2] = (T)w.gz[j];
   }
+  for (int64_t i = 0; i < n; ++i)  // pairs beyond every cutoff: zero gradient
+    if (w.bucket[i] < 0) std::fill(grad_vec + 3 * rows[i], grad_vec + 3 * rows[i] + 3, T(0));
 }
 
 // pairs grouped by centre: order (P) and the start of each centre's run (n_atoms + 1)
@@ -1011,7 +1013,8 @@ torch::Tensor acsf_backward(torch::Tensor vec, torch::Tensor centers, torch::Ten
   TORCH_CHECK(grad_out.size(0) == n_atoms && grad_out.size(1) == s.width && grad_out.is_contiguous());
   std::vector<int64_t> order, start;
   group_by_centre(centers, n_atoms, order, start);
-  auto grad_vec = torch::zeros_like(vec);
+  // every row is written: by its centre (a pair beyond every cutoff gets zeros)
+  auto grad_vec = torch::empty_like(vec);
   AT_DISPATCH_FLOATING_TYPES(vec.scalar_type(), "acsf_backward", [&] {
     const scalar_t* v = vec.data_ptr<scalar_t>();
     const int64_t* sp = species.data_ptr<int64_t>();

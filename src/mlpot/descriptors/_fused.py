@@ -69,7 +69,7 @@ def load_kernel():
                 # the name carries the instruction set: a cache shared by different CPUs
                 # never loads code built for another one
                 _module = load_inline(
-                    name=f"mlpot_acsf_fused_v10_{suffix}",
+                    name=f"mlpot_acsf_fused_v11_{suffix}",
                     cpp_sources=[_SOURCE_FILE.read_text()],
                     functions=[
                         "acsf_forward",

@@ -247,18 +247,26 @@ class ACSF(torch.nn.Module):
         cutoff_keys = sorted({f.cutoff_key for f in self.functions})
         ck = {k: i for i, k in enumerate(cutoff_keys)}
         plan = _Plan(elements=self.elements, species=species, cutoff_keys=cutoff_keys)
+        # shapes in order of first appearance (gaussians before cosines, G4 parts before G5),
+        # so that a set listing them in that order (the default sets) needs no column gather
         radial = sorted(
-            {
+            dict.fromkeys(
                 (f.kind, f.eta, f.r_shift, f.kappa, ck[f.cutoff_key])
                 for f in self.functions
                 if not f.is_angular
-            },
-            key=lambda s: (s[0] == "G3",) + s,  # gaussians first, cosines last
+            ),
+            key=lambda s: s[0] == "G3",  # stable: gaussians first, cosines last
         )
         parts = sorted(
-            {(f.kind, f.eta, f.r_shift, ck[f.cutoff_key]) for f in self.functions if f.is_angular}
-        )  # "G4" < "G5": narrow first
-        zl = sorted({(f.zeta, f.lambda_) for f in self.functions if f.is_angular})
+            dict.fromkeys(
+                (f.kind, f.eta, f.r_shift, ck[f.cutoff_key]) for f in self.functions if f.is_angular
+            ),
+            key=lambda p: p[0] != "G4",  # stable: narrow first
+        )
+        # (zeta, lambda) grouped by zeta: zetas, then their lambdas, in order of first appearance
+        zl = list(dict.fromkeys((f.zeta, f.lambda_) for f in self.functions if f.is_angular))
+        zeta_order = list(dict.fromkeys(z for z, _ in zl))
+        zl.sort(key=lambda p: zeta_order.index(p[0]))  # stable
         plan.radial_shapes = radial
         plan.angular_parts = parts
         plan.n_narrow = sum(1 for p in parts if p[0] == "G4")
@@ -324,6 +332,7 @@ class ACSF(torch.nn.Module):
         narrow = parts[: plan.n_narrow]
         zl = plan.zeta_lambda
         fused_parts = [(p[0], p[1], p[2], plan.cutoff_keys[p[3]]) for p in parts]
+        lambdas = list(dict.fromkeys(lam for _, lam in zl))  # order of first appearance
         species_pairs = sorted(
             ((lo, hi) for hi in range(n_species) for lo in range(hi + 1)),
             key=lambda p: _pair_index(*p),
@@ -333,6 +342,8 @@ class ACSF(torch.nn.Module):
             "element_lookup": element_lookup.to(device),
             "pair_table": pair_table.to(device),
             "column_map": t(plan.column_map, torch.long),
+            # every element's features are the source columns in order: no gather needed
+            "column_identity": all(cols == list(range(plan.n_source)) for cols in plan.column_map),
             "gauss_eta": t([s[1] for s in gauss]),
             "gauss_rs": t([s[2] for s in gauss]),
             "gauss_fc": t([s[4] for s in gauss], torch.long),
@@ -342,18 +353,14 @@ class ACSF(torch.nn.Module):
             "part_rs": t([p[2] for p in parts]),
             "part_fc": t([p[3] for p in parts], torch.long),
             "zl_norm": t([2.0 ** (1.0 - z) for z, _ in zl]),
-            "lambdas": sorted({lam for _, lam in zl}),
-            "lambda_column": t(sorted({lam for _, lam in zl})).view(-1, 1, 1),
+            "lambda_column": t(lambdas).view(-1, 1, 1),
             "zetas": sorted({z for z, _ in zl}),
-            # per zeta: None (all lambdas) or the lambda rows it uses
+            # per zeta, in column order: None (all lambdas, in lambda_column's order) or the
+            # rows of lambda_column it uses, in column order
             "zeta_groups": [
-                (
-                    zeta,
-                    None
-                    if {la for z, la in zl if z == zeta} == {la for _, la in zl}
-                    else [sorted({la for _, la in zl}).index(la) for z, la in zl if z == zeta],
-                )
-                for zeta in sorted({z for z, _ in zl})
+                (zeta, None if rows == list(range(len(lambdas))) else rows)
+                for zeta in dict.fromkeys(z for z, _ in zl)
+                for rows in [[lambdas.index(la) for z, la in zl if z == zeta]]
             ],
             "zl": zl,
             "cutoff_keys": plan.cutoff_keys,
@@ -395,6 +402,12 @@ class ACSF(torch.nn.Module):
     # ------------------------------------------------------------------------------------
     def check_elements(self, batch: AtomsBatch) -> None:
         """Raise DataError naming the element and structure if the set does not cover it."""
+        lookup = self._tables(torch.float64, batch.numbers.device)["element_lookup"]
+        numbers = batch.numbers
+        if bool(((numbers >= 0) & (numbers < len(lookup))).all()) and bool(
+            (lookup[numbers] >= 0).all()
+        ):
+            return  # every element has functions (one lookup instead of a unique)
         present = torch.unique(batch.numbers).tolist()
         unknown = sorted(set(present) - set(self.elements))
         if unknown:
@@ -446,6 +459,8 @@ class ACSF(torch.nn.Module):
                 tab["fused_zl"],
                 tab["pair_table"],
             )
+            if tab["column_identity"]:
+                return source
             source = torch.cat([source, torch.zeros((n_atoms, 1), dtype=dtype)], dim=1)
             element_of_atom = tab["element_lookup"][batch.numbers]
             return torch.gather(source, 1, tab["column_map"][element_of_atom])
@@ -672,7 +687,7 @@ class ACSF(torch.nn.Module):
             w = (sw[:, None] * w[None]).reshape(n_pairs_el * n_parts, n_centres, -1)
 
         # ---- (1 + lambda cos)^zeta, all lambdas at once: blocks (lambdas, C, T) per zeta --
-        lambdas = tab["lambda_column"]  # (n_lambda, 1, 1), ascending
+        lambdas = tab["lambda_column"]  # (n_lambda, 1, 1)
         base = 1.0 + lambdas * cos_theta
         if tab["clamp_base"]:
             base = base.clamp_min(0.0)

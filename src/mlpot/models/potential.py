@@ -70,7 +70,11 @@ class Potential(torch.nn.Module):
     # --- checks -------------------------------------------------------------------------
     def check_elements(self, batch: AtomsBatch) -> None:
         """Raise a clear error if the batch has an element the potential was not made for."""
-        present = torch.unique(batch.numbers).tolist()
+        numbers = batch.numbers
+        if numbers.numel() and len(self.elements) == 1:  # the common case: one comparison
+            if bool((numbers == self.elements[0]).all()):
+                return
+        present = torch.unique(numbers).tolist()
         unknown = sorted(set(present) - set(self.elements))
         if unknown:
             from ase.data import chemical_symbols
