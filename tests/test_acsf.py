@@ -99,6 +99,17 @@ def random_cell_structure(numbers, cell, seed):
 TRICLINIC = np.array([[3.3, 0.0, 0.0], [1.1, 3.0, 0.0], [0.4, -0.6, 3.4]])
 
 
+def assert_equals_brute_force(acsf, atoms, features):
+    """Each element's columns equal the loop-based reference; the padding after them is zero."""
+    for z in acsf.elements:
+        fs = acsf.functions_for(z)
+        rows = atoms.numbers == z
+        np.testing.assert_allclose(
+            features[rows, : len(fs)], brute_force(atoms, fs)[rows], rtol=1e-11, atol=1e-13
+        )
+        assert np.all(features[rows, len(fs) :] == 0)
+
+
 def n2p2_like_set():
     """Types 2, 3, 9 with shifts, several cutoff types and alpha, two elements (H=1, O=8)."""
     fs = []
@@ -179,13 +190,7 @@ def test_n2p2_types_shifts_and_cutoffs_against_brute_force():
         positions=np.random.default_rng(3).random((6, 3)) * 3.0,
     )
     for atoms in (periodic, molecule):
-        ours = acsf.compute(atoms)
-        for z in acsf.elements:
-            fs = acsf.functions_for(z)
-            ref = brute_force(atoms, fs)
-            rows = atoms.numbers == z
-            np.testing.assert_allclose(ours[rows, : len(fs)], ref[rows], rtol=1e-11, atol=1e-13)
-            assert np.all(ours[rows, len(fs) :] == 0)
+        assert_equals_brute_force(acsf, atoms, acsf.compute(atoms))
 
 
 def test_column_order_is_function_order():
@@ -518,13 +523,7 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
     molecule = Atoms("OH2OH2", positions=np.random.default_rng(4).random((6, 3)) * 3.0)
     molecule += Atoms("H", positions=[(20.0, 20.0, 20.0)])  # no neighbour: all zeros
     for atoms in (periodic, molecule):
-        ours = acsf.compute(atoms)
-        for z in acsf.elements:
-            fs = acsf.functions_for(z)
-            rows = atoms.numbers == z
-            np.testing.assert_allclose(
-                ours[rows, : len(fs)], brute_force(atoms, fs)[rows], rtol=1e-11, atol=1e-13
-            )
+        assert_equals_brute_force(acsf, atoms, acsf.compute(atoms))
         batch = AtomsBatch.from_atoms([atoms])
         stress = bool(atoms.pbc.all())
         fused = compute_properties(potential, batch, forces=True, stress=stress)
@@ -572,15 +571,7 @@ def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():
     assert tables["fused_ok"]
     potential = LinearFeaturePotential(acsf, seed=5)
     periodic = random_cell_structure([8, 1, 1, 8, 1, 1, 1], TRICLINIC, seed=22)
-    for z in acsf.elements:
-        rows = periodic.numbers == z
-        fz = acsf.functions_for(z)
-        np.testing.assert_allclose(
-            acsf.compute(periodic)[rows, : len(fz)],
-            brute_force(periodic, fz)[rows],
-            rtol=1e-11,
-            atol=1e-13,
-        )
+    assert_equals_brute_force(acsf, periodic, acsf.compute(periodic))
     batch = AtomsBatch.from_atoms([periodic])
     fused = compute_properties(potential, batch, forces=True, stress=True)
     with _fused.fused_kernel_enabled(False):
@@ -650,13 +641,7 @@ def test_default_sets_need_no_column_gather_and_any_order_is_exact():
     paths = [True, False] if _fused.kernel_available() else [False]
     for fused in paths:
         with _fused.fused_kernel_enabled(fused):
-            ours = acsf.compute(atoms)
-        for z in acsf.elements:
-            fs = acsf.functions_for(z)
-            rows = atoms.numbers == z
-            np.testing.assert_allclose(
-                ours[rows, : len(fs)], brute_force(atoms, fs)[rows], rtol=1e-11, atol=1e-13
-            )
+            assert_equals_brute_force(acsf, atoms, acsf.compute(atoms))
     silicon = bulk("Si", "diamond", a=5.43, cubic=True)
     silicon.rattle(0.1, seed=2)
     default = ACSF.default(["Si"], 5.0)
