@@ -5,7 +5,7 @@ Workload: periodic diamond Si, a = 5.431 Å, n×n×n conventional cells (n = 4, 
 
 mlpot: by default an untrained HDNNP built exactly as ``mlpot train`` builds one for Si (the
 ``model:`` defaults of :mod:`mlpot.training.config`: ``ACSF.default(["Si"], r_cut=6.0)`` and
-hidden layers (64, 64), tanh); random weights cost the same as trained ones. ``--model PATH``
+hidden layers (64, 64), shifted softplus); random weights cost the same as trained ones. ``--model PATH``
 times a trained model file or an n2p2 potential directory instead. Timed, per atom per step:
 
 * ``MD``: one step of NVE velocity Verlet (ASE, 1 fs, velocities from 1000 K) with
@@ -149,7 +149,7 @@ def build_potential(args):
         potential = HDNNP(
             ACSF.default(["Si"], r_cut=args.cutoff or 6.0),
             hidden_layers=tuple(args.hidden_layers or (64, 64)),
-            activation=args.activation or "tanh",
+            activation=args.activation or "shifted_softplus",
             seed=0,
         )
     return potential.to(getattr(torch, args.dtype))
@@ -448,7 +448,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--hidden-layers", type=int, nargs="+", help="default model: hidden layer widths (32 32)"
     )
-    parser.add_argument("--activation", help="default model: activation (tanh)")
+    parser.add_argument("--activation", help="default model: activation (shifted_softplus)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per part (min)")
     parser.add_argument("--no-lammps", action="store_true", help="skip LAMMPS")

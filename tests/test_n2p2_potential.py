@@ -269,9 +269,19 @@ def _predict(model, atoms):
     return out["energy"].detach().numpy(), out["forces"].detach().numpy()
 
 
-@pytest.mark.parametrize("scaling", ["standard", "minmax", "scale_center", "center", "none"])
-def test_export_then_import_gives_identical_predictions(tmp_path, scaling):
-    model = _exportable_model(scaling=scaling)
+@pytest.mark.parametrize(
+    "scaling,activation",
+    [
+        ("standard", ("tanh", "shifted_softplus")),
+        ("minmax", ("tanh", "shifted_softplus")),
+        ("scale_center", ("tanh", "shifted_softplus")),
+        ("center", ("tanh", "shifted_softplus")),
+        ("none", ("tanh", "shifted_softplus")),
+        ("standard", ("shifted_softplus", "shifted_softplus")),  # the training default
+    ],
+)
+def test_export_then_import_gives_identical_predictions(tmp_path, scaling, activation):
+    model = _exportable_model(activation=activation, scaling=scaling)
     export_n2p2(model, tmp_path / "exported")
     assert {p.name for p in (tmp_path / "exported").iterdir()} == {
         "input.nn",
