@@ -5,8 +5,9 @@ Workload: periodic diamond Si, a = 5.431 Å, n×n×n conventional cells (n = 4, 
 
 mlpot: by default an untrained HDNNP built exactly as ``mlpot train`` builds one for Si (the
 ``model:`` defaults of :mod:`mlpot.training.config`: ``ACSF.default(["Si"], r_cut=6.0)`` and
-hidden layers (64, 64), shifted softplus); random weights cost the same as trained ones. ``--model PATH``
-times a trained model file or an n2p2 potential directory instead. Timed, per atom per step:
+hidden layers (64, 64), shifted softplus); random weights cost the same as trained ones.
+``--model PATH`` times a trained model file or an n2p2 potential directory instead. Timed, per
+atom per step:
 
 * ``MD``: one step of NVE velocity Verlet (ASE, 1 fs, velocities from 1000 K) with
   ``potential.calculator()``, averaged over a run of max(20, 200000 / atoms) steps. The
