@@ -16,7 +16,7 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     or a list of mappings with the fields of
     :class:`~mlpot.descriptors.acsf.SymmetryFunction` where ``center``/``neighbors`` may be
     symbols), ``hidden_layers`` ([64, 64]), ``activation`` (``shifted_softplus``,
-    ln(1 + eˣ) − ln 2 as in SchNet; on mlearn Si, TiO2 and the bundled Si set it gave lower
+    ln(1 + eˣ) − ln 2 as in SchNet; on mlearn Si, TiO2 and n2p2's water and Cu2S it gave lower
     energy and force errors than ``tanh``, see benchmarks/README.md, session 7), ``scaling``
     (feature scaling, ``standard``).
 
