@@ -170,6 +170,9 @@ def test_unknown_element_is_a_clear_error(model):
     atoms.numbers[2] = 8
     with pytest.raises(DataError, match=r"\bO\b"):
         model.compute(atoms)
+    # in a batch: the first structure holding the element is named
+    with pytest.raises(DataError, match=r"structure 1: element\(s\) O not covered"):
+        model.compute([_structure(16), atoms, atoms])
 
 
 def test_fit_statistics_recovers_reference_energies():

@@ -68,6 +68,16 @@ class AtomsBatch:
         """(S,) cell volumes, Å³ (|det cell|; zero for molecules)."""
         return torch.linalg.det(self.cell).abs()
 
+    def unknown_elements(self, known: Sequence[int]) -> tuple[list[int], int]:
+        """Atomic numbers of the batch outside ``known`` (sorted) and the first structure that
+        holds one; ``([], -1)`` when every atom's element is known."""
+        numbers = self.numbers
+        known_tensor = torch.as_tensor(list(known), dtype=numbers.dtype, device=numbers.device)
+        outside = ~torch.isin(numbers, known_tensor)
+        if not bool(outside.any()):
+            return [], -1
+        return sorted(set(numbers[outside].tolist())), int(self.structure_index[outside][0])
+
     def replace(self, **changes) -> AtomsBatch:
         """A shallow copy with some fields replaced."""
         return replace(self, **changes)

@@ -402,17 +402,8 @@ class ACSF(torch.nn.Module):
     # ------------------------------------------------------------------------------------
     def check_elements(self, batch: AtomsBatch) -> None:
         """Raise DataError naming the element and structure if the set does not cover it."""
-        lookup = self._tables(torch.float64, batch.numbers.device)["element_lookup"]
-        numbers = batch.numbers
-        if bool(((numbers >= 0) & (numbers < len(lookup))).all()) and bool(
-            (lookup[numbers] >= 0).all()
-        ):
-            return  # every element has functions (one lookup instead of a unique)
-        present = torch.unique(batch.numbers).tolist()
-        unknown = sorted(set(present) - set(self.elements))
+        unknown, first = batch.unknown_elements(self.elements)
         if unknown:
-            mask = torch.isin(batch.numbers, torch.tensor(unknown, device=batch.numbers.device))
-            first = int(batch.structure_index[mask][0])
             raise DataError(
                 f"structure {first}: element(s) {', '.join(_symbol(z) for z in unknown)} not "
                 f"covered by this symmetry-function set (it has functions for "

@@ -70,18 +70,12 @@ class Potential(torch.nn.Module):
     # --- checks -------------------------------------------------------------------------
     def check_elements(self, batch: AtomsBatch) -> None:
         """Raise a clear error if the batch has an element the potential was not made for."""
-        numbers = batch.numbers
-        if numbers.numel() and len(self.elements) == 1:  # the common case: one comparison
-            if bool((numbers == self.elements[0]).all()):
-                return
-        present = torch.unique(numbers).tolist()
-        unknown = sorted(set(present) - set(self.elements))
+        unknown, first = batch.unknown_elements(self.elements)
         if unknown:
             from ase.data import chemical_symbols
 
             bad = ", ".join(chemical_symbols[z] for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in self.elements)
-            first = int(batch.structure_index[torch.isin(batch.numbers, torch.tensor(unknown))][0])
             raise DataError(
                 f"structure {first}: element(s) {bad} not covered by this potential "
                 f"(it knows {known}); train a model that includes them"
