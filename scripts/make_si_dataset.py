@@ -98,6 +98,9 @@ SI_MASS_AMU = 28.0855
 EINSTEIN_TEMPERATURE_K = 500.0  # Θ_E of Si (Debye 645 K); harmonic rattling amplitudes
 LIQUID_DENSITY_G_CM3 = 2.57  # liquid Si at the melting point
 LIQUID_MIN_DISTANCE = 2.15  # Å, closest approach in the random packings
+# k-points per 8-atom cube along each axis for cells with a vacancy or interstitial (the
+# density's 4x4x4 converges crystals to 1-2 meV/atom but these cells only to 5-11 meV/atom).
+DEFECT_KPTS_PER_CUBE = 6
 
 GROUP_DESCRIPTIONS = {
     "eos": "8-atom cubic diamond cell, unrattled, volumes V/V0 = 0.80 ... 1.20 "
@@ -111,9 +114,10 @@ GROUP_DESCRIPTIONS = {
     "Theta_E = 500 K), cell strained by Gaussian noise of 1 % (no MD)",
     "rattle16": "16-atom (2x1x1 cubic) diamond cell, rattled like rattle8",
     "vacancy": "diamond 8- or 16-atom cell with one atom removed (7 or 15 atoms), rattled at "
-    "0-1200 K harmonic amplitudes",
+    "0-1200 K harmonic amplitudes; k-mesh 6x6x6 per 8-atom cube (6x6x6, 3x6x6)",
     "interstitial": "diamond 8- or 16-atom cell plus one atom at a tetrahedral or hexagonal "
-    "site (9 or 17 atoms), rattled at 0-1200 K harmonic amplitudes",
+    "site (9 or 17 atoms), rattled at 0-1200 K harmonic amplitudes; k-mesh 6x6x6 per 8-atom "
+    "cube (6x6x6, 3x6x6)",
     "liquid": "8 atoms (every sixth: 16) placed at random in a cubic cell at liquid density "
     "(2.57 g/cm^3, some at 2.40 and 2.70) with a minimum distance of 2.15 A, then rattled "
     "with 2000-3000 K harmonic amplitudes (liquid-like, no MD)",
@@ -151,6 +155,20 @@ def diamond16() -> Atoms:
     k-meshes of one density sample the same k-set (2x4x4 here, 4x4x4 for the cube); the
     2x2x2 primitive supercell used before sat 9.3 meV/atom above the cube (docs/datasets.md)."""
     return bulk("Si", "diamond", a=SI_LATTICE, cubic=True).repeat((2, 1, 1))
+
+
+def density_mesh(atoms: Atoms) -> str:
+    """The k-mesh of the settings' density for this cell, e.g. ``"4x4x4"``."""
+    mesh = kptdensity2monkhorstpack(atoms, SETTINGS["kpts_density_per_inv_angstrom"], even=False)
+    return "x".join(str(int(k)) for k in mesh)
+
+
+def defect_mesh(atoms: Atoms) -> str:
+    """k-mesh of a cell with a point defect: DEFECT_KPTS_PER_CUBE per 8-atom cube along each
+    axis (6x6x6 for the cube, 3x6x6 for the 2x1x1 pair). The density's 4x4x4 per cube leaves
+    5-11 meV/atom k-point errors in these cells (docs/datasets.md)."""
+    repeats = np.rint(atoms.cell.lengths() / SI_LATTICE).astype(int)
+    return "x".join(str(DEFECT_KPTS_PER_CUBE // int(r)) for r in repeats)
 
 
 def random_packing(n_atoms: int, density: float, rng: np.random.Generator) -> Atoms:
@@ -240,7 +258,16 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
             removed = int(rng.integers(len(atoms)))
             del atoms[removed]
             rattle(atoms, max(harmonic_sigma(temperature), 0.02), rng)
-            vacancy.append((atoms, {"temperature": temperature, "cell_atoms": len(atoms) + 1}))
+            vacancy.append(
+                (
+                    atoms,
+                    {
+                        "temperature": temperature,
+                        "cell_atoms": len(atoms) + 1,
+                        "kpts_fixed": defect_mesh(atoms),
+                    },
+                )
+            )
     groups["vacancy"] = vacancy
 
     interstitial = []
@@ -253,7 +280,12 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
             atoms.append(ase.Atom("Si", position=np.full(3, fraction * SI_LATTICE)))
             atoms.wrap()
             rattle(atoms, max(harmonic_sigma(temperature), 0.02), rng)
-            interstitial.append((atoms, {"temperature": temperature, "site": site}))
+            interstitial.append(
+                (
+                    atoms,
+                    {"temperature": temperature, "site": site, "kpts_fixed": defect_mesh(atoms)},
+                )
+            )
     groups["interstitial"] = interstitial
 
     liquid = []
@@ -431,8 +463,12 @@ def changed_candidates(frames: list[Atoms], candidates: list[Atoms]) -> list[int
         ok = index < len(candidates) and len(frame) == len(candidates[index])
         ok = ok and np.allclose(frame.positions, candidates[index].positions, atol=1e-5)
         ok = ok and np.allclose(frame.cell[:], candidates[index].cell[:], atol=1e-5)
-        if "kpts_fixed" in frame.info:  # working files keep it; bundled frames do not
-            ok = ok and frame.info["kpts_fixed"] == candidates[index].info.get("kpts_fixed")
+        wanted = candidates[index].info.get("kpts_fixed")
+        if wanted:  # the mesh it was computed with; frames that record none had the density's
+            used = frame.info.get("kpts") or frame.info.get("kpts_fixed") or density_mesh(frame)
+            ok = ok and used == wanted
+        elif frame.info.get("kpts_fixed"):  # computed on a fixed mesh the candidate dropped
+            ok = False
         if not ok:
             changed.append(index)
     return changed
@@ -713,6 +749,8 @@ def finalize(args) -> int:
         results = frame.calc.results
         atoms = Atoms(frame.symbols, positions=frame.positions, cell=frame.cell, pbc=True)
         atoms.info = {"index": int(frame.info["index"]), "group": frame.info["group"]}
+        if frame.info.get("kpts"):  # the k-mesh it was computed with (changed_candidates)
+            atoms.info["kpts"] = frame.info["kpts"]
         atoms.calc = SinglePointCalculator(
             atoms, energy=results["energy"], forces=results["forces"], stress=results["stress"]
         )

@@ -200,12 +200,38 @@ def test_candidates_deterministic_balanced_and_physical(generator):
         repeats = np.rint(atoms.cell.lengths() / generator.SI_LATTICE)
         if atoms.info["group"] == "eos":
             repeats = np.ones(3)
-        assert list(np.asarray(mesh) * repeats) == [4, 4, 4], (atoms.info, mesh)
+        # cells with a point defect: 6x6x6 per cube (4x4x4 leaves 5-11 meV/atom, see docs)
+        per_cube = 6 if atoms.info["group"] in ("vacancy", "interstitial") else 4
+        assert list(np.asarray(mesh) * repeats) == [per_cube] * 3, (atoms.info, mesh)
     # Harmonic amplitude: σ² = kB T / (m ω_E²), ω_E = kB Θ_E / ħ; 300 K, Θ_E = 500 K, m = 28.0855 u
     kb, hbar, amu = 1.380649e-23, 1.054571817e-34, 1.66053906660e-27
     omega = kb * 500.0 / hbar
     expected = np.sqrt(kb * 300.0 / (28.0855 * amu * omega**2)) * 1e10
     assert generator.harmonic_sigma(300.0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_frame_computed_on_another_k_mesh_counts_as_changed(generator):
+    """A working frame records the mesh it was computed with; when the candidate asks for
+    another one (the defect cells moved from 4x4x4 to 6x6x6 per cube), it is recomputed.
+    Frames that record no mesh (bundles before 2026-12-01) had the density's 4x4x4."""
+    candidates = generator.build_candidates(generator.DEFAULT_SEED)
+    defect = next(a for a in candidates if a.info["group"] == "vacancy" and len(a) == 7)
+    assert defect.info["kpts_fixed"] == "6x6x6"
+    index = int(defect.info["index"])
+    rng = np.random.default_rng(1)
+    frame = generator.result_atoms(defect, dict(_fake_result(defect, rng), kpts=[6, 6, 6]))
+    assert generator.changed_candidates([frame], candidates) == []
+    old_mesh = generator.result_atoms(defect, dict(_fake_result(defect, rng), kpts=[4, 4, 4]))
+    assert generator.changed_candidates([old_mesh], candidates) == [index]
+    bundled = defect.copy()
+    bundled.info = {"index": index, "group": "vacancy"}
+    assert generator.changed_candidates([bundled], candidates) == [index]
+    bundled.info["kpts"] = "6x6x6"
+    assert generator.changed_candidates([bundled], candidates) == []
+    eos = next(a for a in candidates if a.info["group"] == "eos")  # fixed mesh = density's
+    bare = eos.copy()
+    bare.info = {"index": eos.info["index"], "group": "eos"}
+    assert generator.changed_candidates([bare], candidates) == []
 
 
 def _fake_result(atoms, rng):
@@ -215,7 +241,7 @@ def _fake_result(atoms, rng):
         "stress": rng.normal(size=6) * 1e-3,
         "wall_s": 1.5,
         "cpu_s": 2.5,
-        "kpts": [4, 4, 4],
+        "kpts": [int(k) for k in atoms.info.get("kpts_fixed", "4x4x4").split("x")],
     }
 
 
@@ -286,6 +312,7 @@ def test_resume_and_finalize_partial(generator, tmp_path):
     for frame in frames:
         original = by_index[int(frame.info["index"])]
         assert frame.info["group"] == original.info["group"]
+        assert frame.info["kpts"] == original.info["kpts"]  # the mesh travels with the frame
         np.testing.assert_allclose(frame.get_stress(), original.get_stress(), atol=1e-10)
         np.testing.assert_allclose(frame.positions, original.positions, atol=1e-7)
 
