@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-import ase.io
 import numpy as np
 
 import mlpot
+from mlpot.data.io import read_structures
 from mlpot.datasets import load_bundled_si
 from mlpot.demo import DemoSettings, split_by_structure
+from mlpot.training.metrics import predict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +36,20 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = load_bundled_si()
     if args.data:
-        by_index = {int(a.info["index"]): a for a in ase.io.read(args.data, ":", format="extxyz")}
+        by_index = {int(a.info["index"]): a for a in read_structures(args.data, format="extxyz")}
         frames = [by_index[int(a.info["index"])] for a in frames]
     _, test = split_by_structure(len(frames), DemoSettings().test_fraction, args.seed)
     test = set(int(i) for i in test)
-    calc = mlpot.load(args.model).calculator()
+    p = predict(mlpot.load(args.model), frames, stress=False)
+    energy_errors = (p.energy_pred - p.energy_ref) / p.n_atoms * 1000.0
+    atom_starts = np.concatenate([[0], np.cumsum(p.n_atoms)])
     rows: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
     for position, atoms in enumerate(frames):
-        reference_energy = atoms.get_potential_energy()
-        reference_forces = atoms.get_forces()
-        work = atoms.copy()
-        work.calc = calc
-        error = (work.get_potential_energy() - reference_energy) / len(atoms) * 1000.0
-        force = float(np.sqrt(np.mean((work.get_forces() - reference_forces) ** 2)))
+        own = slice(atom_starts[position], atom_starts[position + 1])
+        force = np.sqrt(np.mean((p.forces_pred[own] - p.forces_ref[own]) ** 2))
         split = "test" if position in test else "rest"
         mesh = str(atoms.info.get("kpts", "-"))
-        rows[(atoms.info["group"], split, mesh)].append((error, force))
+        rows[(atoms.info["group"], split, mesh)].append((energy_errors[position], float(force)))
     print(
         f"{'group':13s} {'split':5s} {'k-mesh':7s} {'n':>3s} {'mean':>7s} {'rms':>7s} {'F rms':>7s}"
     )

@@ -203,13 +203,11 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
 
     eos = []
     # One k-mesh for the whole curve (the density's mesh of the cube at V0), so E(V) is smooth.
-    mesh = kptdensity2monkhorstpack(
-        diamond8(), SETTINGS["kpts_density_per_inv_angstrom"], even=False
-    )
+    mesh = density_mesh(diamond8())
     for ratio in np.linspace(0.80, 1.20, 17):
         atoms = diamond8()
         atoms.set_cell(atoms.cell[:] * ratio ** (1.0 / 3.0), scale_atoms=True)
-        eos.append((atoms, {"volume_ratio": float(ratio), "kpts_fixed": "x".join(map(str, mesh))}))
+        eos.append((atoms, {"volume_ratio": float(ratio), "kpts_fixed": mesh}))
     groups["eos"] = eos
 
     strain_iso = []
