@@ -344,3 +344,88 @@ def test_early_stopping_waits_for_the_energy_stage_and_counts_afresh(si_small, m
     assert result.stopped_because == "early_stopping"
     assert len(result.history) == 15
     assert result.best_epoch == 13
+
+
+def _toy_frames(n: int = 6) -> list:
+    """Rattled 8-atom Si cells labelled by a RadialToy with other weights, two config types."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    reference = RadialToy(seed=11)
+    frames = []
+    for i in range(n):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        if i % 2:
+            atoms = atoms.repeat((2, 1, 1))
+        atoms.rattle(0.05 + 0.02 * i, seed=i)
+        atoms.calc = reference.calculator()
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        atoms.info["config_type"] = "small" if i % 2 == 0 else "large"
+        frames.append(atoms)
+    return frames
+
+
+def test_metrics_by_group_equal_each_group_evaluated_alone(tmp_path, capsys):
+    """`mlpot evaluate --by KEY`: each group's row equals evaluating that group's file alone."""
+    import ase.io
+
+    from mlpot.cli.main import main
+    from mlpot.data.io import read_structures
+    from mlpot.training.metrics import group_labels, metrics_by_group
+
+    frames = _toy_frames()
+    model = RadialToy(seed=5)
+    with torch.no_grad():
+        model.offset.fill_(0.004)  # eV/atom: errors of a few meV/atom
+    path = tmp_path / "toy.pt"
+    model.save(path)
+    ase.io.write(tmp_path / "all.extxyz", frames)
+    _, predictions = evaluate(model, read_structures(tmp_path / "all.extxyz"))
+    labels = [a.info["config_type"] for a in frames]
+    groups = metrics_by_group(predictions, labels)
+    assert sorted(groups) == ["large", "small"]
+    for name in ("small", "large"):
+        part = [a for a in frames if a.info["config_type"] == name]
+        ase.io.write(tmp_path / f"{name}.extxyz", part)
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(path),
+                    str(tmp_path / f"{name}.extxyz"),
+                    "--json",
+                    str(tmp_path / f"{name}.json"),
+                ]
+            )
+            == 0
+        )
+        alone = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]
+        for key, value in alone.items():
+            assert groups[name][key] == pytest.approx(value, rel=1e-9), (name, key)
+        # the signed mean, recomputed from the per-structure predictions
+        errors = [
+            (model.calculator().get_potential_energy(a) - a.get_potential_energy()) / len(a)
+            for a in part
+        ]
+        assert groups[name]["energy_mean_error_mev_per_atom"] == pytest.approx(
+            1000 * np.mean(errors), rel=1e-6
+        )
+    # the CLI prints one row per group and writes them to the JSON file
+    capsys.readouterr()
+    out_json = tmp_path / "groups.json"
+    args = ["evaluate", str(path), str(tmp_path / "all.extxyz"), "--by", "config_type"]
+    assert main([*args, "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "E mean" in printed and "small" in printed and "large" in printed
+    written = json.loads(out_json.read_text())
+    assert written["group_by"] == "config_type"
+    assert written["groups"]["large"] == pytest.approx(groups["large"])
+    # grouping by formula: the 8- and 16-atom cells are both Si
+    assert group_labels(frames, "formula") == ["Si"] * len(frames)
+    # a key the structures lack: exit 2 and a message naming the file, structure and keys
+    assert main([*args[:-1], "phase"]) == 2
+    err = capsys.readouterr().err
+    assert "all.extxyz" in err and "structure 0" in err and "config_type" in err
+    with pytest.raises(DataError, match="structure 0 has no info key 'phase'"):
+        group_labels(frames, "phase")

@@ -109,6 +109,61 @@ def metrics_from_predictions(p: Predictions) -> dict[str, float | int]:
     return out
 
 
+GROUP_BY_FORMULA = "formula"  # --by formula: group by reduced chemical formula (e.g. TiO2)
+
+
+def group_labels(structures: Sequence[ase.Atoms], by: str) -> list[str]:
+    """One label per structure: the value of ``atoms.info[by]`` or, for ``by="formula"``, the
+    reduced formula, metals first (``Ti4O7`` for Ti8O14). Raises DataError naming the first
+    structure without the key and the keys it has."""
+    labels = []
+    for i, atoms in enumerate(structures):
+        if by == GROUP_BY_FORMULA:
+            labels.append(atoms.get_chemical_formula(mode="metal", empirical=True))
+        elif by in atoms.info:
+            labels.append(str(atoms.info[by]))
+        else:
+            keys = ", ".join(sorted(k for k in atoms.info if not k.startswith("ref_"))) or "none"
+            raise DataError(
+                f"structure {i} has no info key {by!r} to group by (its keys: {keys}); "
+                f"give one of those or {GROUP_BY_FORMULA!r}"
+            )
+    return labels
+
+
+def metrics_by_group(p: Predictions, labels: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """:func:`metrics_from_predictions` for each group of structures (``labels``: one per
+    structure), sorted by label, each with ``energy_mean_error_mev_per_atom`` (model − reference;
+    a group offset that a fit cannot remove points at its labels)."""
+    labels = list(labels)
+    if len(labels) != len(p.n_atoms):
+        raise ValueError(f"{len(labels)} labels for {len(p.n_atoms)} structures")
+    atom_starts = np.concatenate([[0], np.cumsum(p.n_atoms)])
+    out = {}
+    for label in sorted(set(labels)):
+        index = np.array([i for i, x in enumerate(labels) if x == label])
+        atoms = np.concatenate([np.arange(atom_starts[i], atom_starts[i + 1]) for i in index])
+
+        def pick(values, rows):
+            return None if values is None else values[rows]
+
+        part = Predictions(
+            n_atoms=p.n_atoms[index],
+            energy_ref=pick(p.energy_ref, index),
+            energy_pred=p.energy_pred[index],
+            forces_ref=pick(p.forces_ref, atoms),
+            forces_pred=pick(p.forces_pred, atoms),
+            stress_ref=pick(p.stress_ref, index),
+            stress_pred=pick(p.stress_pred, index),
+        )
+        metrics = metrics_from_predictions(part)
+        if part.energy_ref is not None:
+            err = (part.energy_pred - part.energy_ref) / part.n_atoms
+            metrics["energy_mean_error_mev_per_atom"] = float(np.mean(err) * 1000)
+        out[label] = metrics
+    return out
+
+
 def evaluate(
     potential: Potential, structures: Sequence[ase.Atoms], batch_size: int = 16
 ) -> tuple[dict[str, float | int], Predictions]:
@@ -118,10 +173,18 @@ def evaluate(
     return metrics_from_predictions(predictions), predictions
 
 
-def format_metrics(metrics: dict[str, dict[str, float | int]]) -> str:
-    """A small table: one row per data set."""
-    header = f"{'set':<11}{'n':>6}{'E RMSE':>10}{'E MAE':>10}{'F RMSE':>10}{'F MAE':>10}"
-    lines = [header, f"{'':<17}{'meV/atom':>10}{'meV/atom':>10}{'eV/Å':>10}{'eV/Å':>10}"]
+def format_metrics(metrics: dict[str, dict[str, float | int]], title: str = "set") -> str:
+    """A small table: one row per data set (or group), with the mean energy error when given."""
+    width = max([11] + [len(str(k)) + 1 for k, m in metrics.items() if isinstance(m, dict)])
+    mean = any(
+        isinstance(m, dict) and "energy_mean_error_mev_per_atom" in m for m in metrics.values()
+    )
+    header = f"{title:<{width}}{'n':>6}{'E RMSE':>10}{'E MAE':>10}{'F RMSE':>10}{'F MAE':>10}"
+    units = f"{'':<{width + 6}}{'meV/atom':>10}{'meV/atom':>10}{'eV/Å':>10}{'eV/Å':>10}"
+    if mean:
+        header += f"{'E mean':>10}"
+        units += f"{'meV/atom':>10}"
+    lines = [header, units]
     for name, m in metrics.items():
         if not isinstance(m, dict):
             continue
@@ -129,12 +192,16 @@ def format_metrics(metrics: dict[str, dict[str, float | int]]) -> str:
         def value(key, m=m):
             return f"{m[key]:10.3f}" if key in m else f"{'-':>10}"
 
+        def signed(key, m=m):
+            return f"{m[key]:+10.3f}" if key in m else f"{'-':>10}"
+
         lines.append(
-            f"{name:<11}{m['n_structures']:>6}"
+            f"{name:<{width}}{m['n_structures']:>6}"
             + value("energy_rmse_mev_per_atom")
             + value("energy_mae_mev_per_atom")
             + value("force_rmse_ev_per_angstrom")
             + value("force_mae_ev_per_angstrom")
+            + (signed("energy_mean_error_mev_per_atom") if mean else "")
         )
         if "stress_rmse_gpa" in m:
             lines[-1] += f"   stress RMSE {m['stress_rmse_gpa']:.3f} GPa"

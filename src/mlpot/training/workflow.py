@@ -18,9 +18,9 @@ from typing import Any
 import ase
 from ase.data import atomic_numbers, chemical_symbols
 
-from mlpot.errors import ParameterError
+from mlpot.errors import DataError, ParameterError
 from mlpot.training.config import Config, ModelConfig
-from mlpot.training.metrics import evaluate, format_metrics
+from mlpot.training.metrics import evaluate, format_metrics, group_labels, metrics_by_group
 from mlpot.training.trainer import Trainer, check_training_data, split_structures, write_json
 
 
@@ -232,15 +232,29 @@ def evaluate_file(
     data_path: str | os.PathLike,
     json_path: str | os.PathLike | None = None,
     config: Config | None = None,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a saved model on a data file; optionally written to ``json_path``."""
+    """Metrics of a saved model on a data file; optionally written to ``json_path``.
+
+    ``group_by``: an ``info`` key of the structures (e.g. ``config_type``) or ``"formula"``;
+    then ``result["groups"]`` holds the metrics of each group, with the mean energy error.
+    """
     import mlpot
 
     config = config or Config()
     potential = mlpot.load(model_path)
     structures = read_data(data_path, config)
-    metrics, _ = evaluate(potential, structures)
+    labels = None
+    if group_by is not None:
+        try:
+            labels = group_labels(structures, group_by)
+        except DataError as exc:
+            raise DataError(f"{data_path}: {exc}") from exc
+    metrics, predictions = evaluate(potential, structures)
     result = {"model": str(model_path), "data": str(data_path), "metrics": metrics}
+    if labels is not None:
+        result["group_by"] = group_by
+        result["groups"] = metrics_by_group(predictions, labels)
     if json_path is not None:
         write_json(json_path, result)
     return result
