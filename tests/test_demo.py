@@ -6,10 +6,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
+import mlpot
 from mlpot.datasets import BUNDLED_SI
-from mlpot.demo import diamond_shells, peak_positions, radial_distribution, split_by_structure
+from mlpot.demo import (
+    DemoSettings,
+    diamond_shells,
+    peak_positions,
+    radial_distribution,
+    split_by_structure,
+)
 
 
 def test_rdf_of_diamond_has_its_shells_and_coordination_numbers():
@@ -62,3 +70,32 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert summary["rdf"]["peaks_A"][0] == pytest.approx(2.37, abs=0.08)
     printed = capsys.readouterr().out
     assert "next:" in printed and str(out / "model.pt") in printed
+
+
+def test_demo_config_sets_the_model_and_keeps_the_demo_settings(tmp_path):
+    """`mlpot demo --config`: the model section reaches the saved model (here a 4-Å angular
+    cutoff and one hidden layer of 8), while the demo's own budget and stress weight stay."""
+    import yaml
+
+    from mlpot.cli.main import main
+
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"angular_cutoff": 4.0, "hidden_layers": [8]},
+                "training": {"time_limit_s": 99999.0, "stress_weight": 0.0},
+            }
+        )
+    )
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--config", str(config)]) == 0
+    model = mlpot.load(out / "model.pt")
+    cutoffs = {f.kind: f.r_cut for f in model.descriptor.functions_for(14)}
+    assert cutoffs == {"G2": 6.0, "G5": 4.0}
+    net = model.networks["Si"]
+    linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [8, 1]
+    saved = model.metadata["config"]["training"]
+    assert saved["time_limit_s"] == DemoSettings.quick().train_time_s
+    assert saved["stress_weight"] == DemoSettings().stress_weight

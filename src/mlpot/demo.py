@@ -10,6 +10,7 @@ Everything goes into one folder; a killed demo resumes training from its checkpo
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -109,10 +110,14 @@ def run_demo(
     log=print,
     progress: bool = True,
     structures: list[ase.Atoms] | None = None,
+    config=None,
 ) -> dict[str, Any]:
     """Run the demo into ``out_dir``; returns the summary written to ``demo.json``.
 
     ``structures`` (Si, with reference energies/forces) replaces the bundled data set.
+    ``config`` (:class:`~mlpot.training.config.Config`, default ``Config()``) is the model and
+    training set-up to start from; the demo sets its time budget, stress weight and
+    validation fraction on a copy of it.
     """
     from mlpot.calculators.md import run_md
     from mlpot.datasets import bundled_si_provenance, load_bundled_si
@@ -149,7 +154,7 @@ def run_demo(
 
     # ---- 2. training ----------------------------------------------------------------
     log(f"[2/4] training the default HDNNP (budget {settings.train_time_s:.0f} s)")
-    config = Config()
+    config = copy.deepcopy(config) if config is not None else Config()
     config.training.time_limit_s = settings.train_time_s
     # every bundled structure has a DFT stress: fit it too (1 GPa error ~ 4e-4 in the loss,
     # about a 0.02 eV/Å force error), so that E(V) slopes and pressures come out right

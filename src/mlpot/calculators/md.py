@@ -46,7 +46,9 @@ class MDSummary:
 class _Progress:
     """A one-line progress bar with ETA on stderr."""
 
-    def __init__(self, total: int, label: str, stream=sys.stderr, enabled: bool = True):
+    def __init__(self, total: int, label: str, stream=None, enabled: bool = True):
+        # sys.stderr looked up now, not at import: a caller (pytest, Jupyter) may replace it
+        stream = sys.stderr if stream is None else stream
         self.total, self.label, self.stream, self.enabled = total, label, stream, enabled
         self.start = time.perf_counter()
 
