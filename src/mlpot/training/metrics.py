@@ -131,6 +131,10 @@ def group_labels(structures: Sequence[ase.Atoms], by: str) -> list[str]:
     return labels
 
 
+def _rows(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[rows]
+
+
 def metrics_by_group(p: Predictions, labels: Sequence[str]) -> dict[str, dict[str, float | int]]:
     """:func:`metrics_from_predictions` for each group of structures (``labels``: one per
     structure), sorted by label, each with ``energy_mean_error_mev_per_atom`` (model − reference;
@@ -143,18 +147,14 @@ def metrics_by_group(p: Predictions, labels: Sequence[str]) -> dict[str, dict[st
     for label in sorted(set(labels)):
         index = np.array([i for i, x in enumerate(labels) if x == label])
         atoms = np.concatenate([np.arange(atom_starts[i], atom_starts[i + 1]) for i in index])
-
-        def pick(values, rows):
-            return None if values is None else values[rows]
-
         part = Predictions(
             n_atoms=p.n_atoms[index],
-            energy_ref=pick(p.energy_ref, index),
+            energy_ref=_rows(p.energy_ref, index),
             energy_pred=p.energy_pred[index],
-            forces_ref=pick(p.forces_ref, atoms),
-            forces_pred=pick(p.forces_pred, atoms),
-            stress_ref=pick(p.stress_ref, index),
-            stress_pred=pick(p.stress_pred, index),
+            forces_ref=_rows(p.forces_ref, atoms),
+            forces_pred=_rows(p.forces_pred, atoms),
+            stress_ref=_rows(p.stress_ref, index),
+            stress_pred=_rows(p.stress_pred, index),
         )
         metrics = metrics_from_predictions(part)
         if part.energy_ref is not None:
