@@ -25,7 +25,9 @@ Why r_a < r_c: angular terms cost per neighbour *pair*, so r_a sets the cost of 
 radial cutoffs are common practice (ANI: 3.5 and 5.2 Å). On mlearn Si (defaults otherwise,
 seeds 0 and 1, four runs) the test errors were 3.5–4.6 meV/atom and 0.123–0.142 eV/Å with
 r_a = 4.5 Å against 4.4–5.0 and 0.121–0.131 with r_a = r_c = 6 Å (TiO2: 5.12 / 0.121 against
-6.41 / 0.137), and an MD step costs 1.4–2× less (benchmarks/README.md, session 6).
+6.41 / 0.137), and an MD step costs 1.4–2× less (benchmarks/README.md, session 6). With the
+later defaults r_a = 6 Å lowers mlearn Si's test forces by 7 % but raises its energy error and
+the validation force errors of n2p2's water and Cu2S by 13 % and 8 % (sessions 9 and 10).
 
 All use the cosine cutoff f_c(r) = ½[cos(πr/r_c) + 1].
 """
