@@ -98,4 +98,4 @@ def test_demo_config_sets_the_model_and_keeps_the_demo_settings(tmp_path):
     assert [m.out_features for m in linear] == [8, 1]
     saved = model.metadata["config"]["training"]
     assert saved["time_limit_s"] == DemoSettings.quick().train_time_s
-    assert saved["stress_weight"] == DemoSettings().stress_weight
+    assert saved["stress_weight"] == DemoSettings.quick().stress_weight

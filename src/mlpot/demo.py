@@ -153,7 +153,8 @@ def run_demo(
     )
 
     # ---- 2. training ----------------------------------------------------------------
-    log(f"[2/4] training the default HDNNP (budget {settings.train_time_s:.0f} s)")
+    kind = "the default HDNNP" if config is None else "the HDNNP of the given config"
+    log(f"[2/4] training {kind} (budget {settings.train_time_s:.0f} s)")
     config = copy.deepcopy(config) if config is not None else Config()
     config.training.time_limit_s = settings.train_time_s
     # every bundled structure has a DFT stress: fit it too (1 GPa error ~ 4e-4 in the loss,
