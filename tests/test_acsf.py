@@ -553,6 +553,31 @@ def test_fused_kernel_equals_pytorch_path_and_brute_force():
     np.testing.assert_allclose(single, acsf.compute(periodic), rtol=2e-5, atol=2e-5)
 
 
+def test_fused_kernel_loads_after_a_killed_build_left_torchs_lock_file():
+    """A process killed inside torch's build step leaves ``lock`` in the build folder; torch
+    alone would make every later process wait for it forever (found when a killed run hung
+    the next one)."""
+    import subprocess
+    import sys
+
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    stale = _fused.build_directory(_fused.kernel_name()) / "lock"
+    stale.touch()
+    code = "from mlpot.descriptors._fused import load_kernel; assert load_kernel() is not None"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], timeout=180, capture_output=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading the kernel hung on the stale lock file {stale}")
+    finally:
+        stale_left = stale.exists()
+        stale.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert not stale_left
+
+
 def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():
     """The forward fast path (every zeta a power of two: ladder of squares in registers)."""
     from mlpot.descriptors import _fused

@@ -7,8 +7,15 @@ in one pass per centre (forward) and one for the gradient with respect to the pa
 features): no triplet array exists.
 
 It is compiled on first use with ``torch.utils.cpp_extension.load_inline`` (needs a C++
-compiler and ninja; the build is cached in torch's extension folder). When that fails, or when
-``MLPOT_FUSED_KERNEL=0`` is set, ACSF uses its PyTorch path, which gives the same numbers.
+compiler and ninja; the build is cached in torch's extension folder, ``$TORCH_EXTENSIONS_DIR``
+or ``~/.cache/torch_extensions``, under ``py<version>_torch<version>/``). When that fails, or
+when ``MLPOT_FUSED_KERNEL=0`` is set, ACSF uses its PyTorch path, which gives the same numbers.
+
+Every process that loads the kernel runs torch's build step (a no-op when the build is up to
+date) while holding torch's lock *file*; a process killed in that window leaves the file behind
+and every later one would wait for it forever. So mlpot first takes an OS lock on the build
+folder (``fcntl.flock``, released by the kernel when its holder dies) and, holding it, removes
+torch's lock file: only a killed build can have left one.
 
 The same extension has the pair vectors of one structure and their gradient
 (:class:`PairVectors`, used by :func:`mlpot.data.neighbors.pair_vectors`), and the contraction
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -49,6 +57,42 @@ def _build_flags() -> tuple[str, list[str]]:
     return "generic", flags
 
 
+def kernel_name() -> str:
+    """The extension's name; it carries the instruction set, so a cache shared by different
+    CPUs never loads code built for another one."""
+    return f"mlpot_acsf_fused_v11_{_build_flags()[0]}"
+
+
+def build_directory(name: str) -> Path:
+    """The folder the extension ``name`` is built and cached in (created if missing)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    version = f"py{sys.version_info[0]}{sys.version_info[1]}_torch{torch.__version__}"
+    path = Path(root) / version.replace("+", "_") / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive_build(directory: Path):
+    """Hold an OS lock on ``directory`` and clear torch's lock file a killed build left there."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's lock file alone
+        yield
+        return
+    with open(directory / "mlpot.flock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another process builds
+        try:
+            # every mlpot build holds the flock while torch's lock file exists, so a lock file
+            # seen here belongs to a process that died
+            (directory / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 _lock = threading.Lock()
 _module = None
 _failed: str | None = None
@@ -65,24 +109,25 @@ def load_kernel():
             try:
                 from torch.utils.cpp_extension import load_inline
 
-                suffix, flags = _build_flags()
-                # the name carries the instruction set: a cache shared by different CPUs
-                # never loads code built for another one
-                _module = load_inline(
-                    name=f"mlpot_acsf_fused_v11_{suffix}",
-                    cpp_sources=[_SOURCE_FILE.read_text()],
-                    functions=[
-                        "acsf_forward",
-                        "acsf_backward",
-                        "pair_vectors_forward",
-                        "pair_vectors_backward",
-                        "jacobian_contract",
-                        "jacobian_contract_backward",
-                    ],
-                    extra_cflags=flags,
-                    extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
-                    verbose=False,
-                )
+                name, flags = kernel_name(), _build_flags()[1]
+                directory = build_directory(name)
+                with _exclusive_build(directory):
+                    _module = load_inline(
+                        name=name,
+                        cpp_sources=[_SOURCE_FILE.read_text()],
+                        functions=[
+                            "acsf_forward",
+                            "acsf_backward",
+                            "pair_vectors_forward",
+                            "pair_vectors_backward",
+                            "jacobian_contract",
+                            "jacobian_contract_backward",
+                        ],
+                        extra_cflags=flags,
+                        extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                        build_directory=str(directory),
+                        verbose=False,
+                    )
             except Exception as exc:  # noqa: BLE001 - any build problem means: use PyTorch
                 _failed = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
