@@ -110,6 +110,29 @@ def test_short_training_beats_mean_predictor(si_small):
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
 
 
+def test_epoch_loop_runs_on_the_configured_threads_and_restores_torchs(si_small):
+    """training.threads applies to the epoch loop only; torch's setting is back afterwards."""
+    seen = []
+
+    def log(line: str) -> None:
+        if line.startswith("epoch"):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Trainer(RadialToy(), _config(max_epochs=3, threads=1), log=log).fit(si_small[:8])
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        Trainer(RadialToy(), _config(max_epochs=2, threads=None), log=log).fit(si_small[:8])
+        assert seen and set(seen) == {2}
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ParameterError, match="training.threads"):
+        TrainerConfig(threads=0).validate()
+
+
 def test_kill_and_resume_gives_identical_weights(si_small, tmp_path):
     data = si_small[:12]
     config = _config(max_epochs=5)

@@ -483,136 +483,150 @@ class Trainer:
         epochs_this_call = 0
         t_call = time.perf_counter()
         elapsed_before = state["elapsed_s"]
-        while not state["finished"]:
-            epoch = state["epoch"]
-            if epoch >= max_epochs:
-                state["finished"], state["stopped_because"] = True, "max_epochs"
-                break
-            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
-                break
-            t0 = time.perf_counter()
-            # the schedule follows elapsed / budget only when the budget binds (the epochs at
-            # the pace so far would not fit in it), so unhurried runs stay reproducible
-            time_fraction = 0.0
-            if training_budget_s is not None and epoch > 0:
-                projected_s = state["elapsed_s"] / epoch * max_epochs
-                if projected_s > training_budget_s:
-                    time_fraction = state["elapsed_s"] / training_budget_s
-            lr = (
-                self._lr(epoch, max_epochs, time_fraction)
-                if plateau is None
-                else optimizer.param_groups[0]["lr"]
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            weights = self._weights(epoch, max_epochs, time_fraction)
-            self.potential.train()
-            sums = _Sums()
-            order = torch.randperm(len(train_engine), generator=generator).tolist()
-            n_batches = -(-len(order) // c.batch_size)
-            for b in range(n_batches):
-                indices = order[b * c.batch_size : (b + 1) * c.batch_size]
-                out, batch = train_engine.run(
-                    indices,
-                    forces=weights[1] > 0,
-                    stress=weights[2] > 0,
-                    create_graph=weights[1] > 0 or weights[2] > 0,
-                    train=True,
+        # the epoch loop on training.threads intra-op threads (see TrainerConfig)
+        threads_before = torch.get_num_threads()
+        if c.threads is not None:
+            torch.set_num_threads(c.threads)
+        try:
+            while not state["finished"]:
+                epoch = state["epoch"]
+                if epoch >= max_epochs:
+                    state["finished"], state["stopped_because"] = True, "max_epochs"
+                    break
+                if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                    break
+                t0 = time.perf_counter()
+                # the schedule follows elapsed / budget only when the budget binds (the epochs at
+                # the pace so far would not fit in it), so unhurried runs stay reproducible
+                time_fraction = 0.0
+                if training_budget_s is not None and epoch > 0:
+                    projected_s = state["elapsed_s"] / epoch * max_epochs
+                    if projected_s > training_budget_s:
+                        time_fraction = state["elapsed_s"] / training_budget_s
+                lr = (
+                    self._lr(epoch, max_epochs, time_fraction)
+                    if plateau is None
+                    else optimizer.param_groups[0]["lr"]
                 )
-                loss = _loss(out, batch, weights, sums)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                state["steps"] += 1
-                if ema is not None:
-                    n = state["steps"]
-                    decay = min(c.ema_decay, (1.0 + n) / (10.0 + n))
-                    with torch.no_grad():
-                        for average, param in zip(ema, params, strict=True):
-                            average.lerp_(param, 1.0 - decay)
-                if self.progress:
-                    self._draw_progress(
-                        epoch, max_epochs, b + 1, n_batches, state, t0, training_budget_s
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                weights = self._weights(epoch, max_epochs, time_fraction)
+                self.potential.train()
+                sums = _Sums()
+                order = torch.randperm(len(train_engine), generator=generator).tolist()
+                n_batches = -(-len(order) // c.batch_size)
+                for b in range(n_batches):
+                    indices = order[b * c.batch_size : (b + 1) * c.batch_size]
+                    out, batch = train_engine.run(
+                        indices,
+                        forces=weights[1] > 0,
+                        stress=weights[2] > 0,
+                        create_graph=weights[1] > 0 or weights[2] > 0,
+                        train=True,
                     )
-            self.potential.eval()
-            raw = _swap_weights(params, ema) if ema is not None else None  # evaluate the EMA
-            val = self._evaluate(val_engine, selection) if val_engine is not None else None
-            monitored = (
-                (val.loss / val.n_batches) if val is not None else sums.loss / sums.n_batches
-            )
-            if plateau is not None:
-                plateau.step(monitored)
-            epoch_time = time.perf_counter() - t0
-            state["elapsed_s"] = elapsed_before + time.perf_counter() - t_call
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": sums.loss / sums.n_batches,
-                "train_energy_rmse": sums.energy_rmse_mev(),
-                "train_force_rmse": sums.force_rmse(),
-                "val_loss": monitored if val is not None else math.nan,
-                "val_energy_rmse": val.energy_rmse_mev() if val is not None else math.nan,
-                "val_force_rmse": val.force_rmse() if val is not None else math.nan,
-                "lr": lr,
-                "epoch_time_s": epoch_time,
-                "elapsed_s": state["elapsed_s"],
-            }
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
-            # best model and early stopping only in the late part of the schedule: early
-            # epochs at a high learning rate can score well on a small validation set whose
-            # loss one unusual structure dominates, yet be far from trained
-            time_done = state["elapsed_s"] / training_budget_s if time_fraction > 0 else 0.0
-            # with an energy stage the model is chosen within it (before it the energies are not
-            # refined yet, and a flat validation loss can make an earlier epoch win by noise);
-            # early stopping counts only selectable epochs, so it too acts within the stage
-            in_stage = (
-                c.energy_weight_final in (None, c.energy_weight) or weights[0] != c.energy_weight
-            )
-            selecting = (
-                _schedule_progress(epoch + 1, max_epochs, time_done) >= c.select_best_after
-                and in_stage
-            )
-            improved = selecting and monitored < state["best_loss"]
-            if improved:
-                state["best_loss"] = monitored
-                state["best_epoch"] = epoch + 1
-                state["best_state"] = copy.deepcopy(self.potential.state_dict())
-                state["since_best"] = 0
-            elif selecting:
-                state["since_best"] += 1
-            if raw is not None:  # back to the raw weights for the optimiser
-                _swap_weights(params, raw)
-            remaining = (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
-            if training_budget_s is not None:
-                remaining = max(0.0, min(remaining, training_budget_s - state["elapsed_s"]))
-            now = time.perf_counter()
-            if (
-                now - self._last_epoch_line >= self.epoch_log_interval_s
-                or remaining <= epoch_time
-                or epoch == 0
-            ):
-                self._last_epoch_line = now
-                if self.progress:
-                    sys.stderr.write("\r\033[K")
-                self.log(
-                    f"epoch {epoch + 1:4d}/{max_epochs}  train E {row['train_energy_rmse']:8.3f} "
-                    f"meV/atom  F {row['train_force_rmse']:7.4f} eV/Å | val E "
-                    f"{row['val_energy_rmse']:8.3f}  F {row['val_force_rmse']:7.4f} | lr {lr:.2e} "
-                    f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
-                    + ("  *" if improved else "")
+                    loss = _loss(out, batch, weights, sums)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    state["steps"] += 1
+                    if ema is not None:
+                        n = state["steps"]
+                        decay = min(c.ema_decay, (1.0 + n) / (10.0 + n))
+                        with torch.no_grad():
+                            for average, param in zip(ema, params, strict=True):
+                                average.lerp_(param, 1.0 - decay)
+                    if self.progress:
+                        self._draw_progress(
+                            epoch, max_epochs, b + 1, n_batches, state, t0, training_budget_s
+                        )
+                self.potential.eval()
+                raw = _swap_weights(params, ema) if ema is not None else None  # evaluate the EMA
+                val = self._evaluate(val_engine, selection) if val_engine is not None else None
+                monitored = (
+                    (val.loss / val.n_batches) if val is not None else sums.loss / sums.n_batches
                 )
-            if patience is not None and state["since_best"] >= patience:
-                state["finished"], state["stopped_because"] = True, "early_stopping"
-            elif training_budget_s is not None and (
-                state["elapsed_s"] + epoch_time >= training_budget_s
-            ):  # the next epoch would overrun the budget
-                state["finished"], state["stopped_because"] = True, "time_limit"
-            elif state["epoch"] >= max_epochs:
-                state["finished"], state["stopped_because"] = True, "max_epochs"
-            epochs_this_call += 1
-            if self.out_dir is not None:
-                self._write_checkpoint(checkpoint_path, state, optimizer, plateau, generator, ema)
-                write_log_csv(self.out_dir / "log.csv", state["history"])
+                if plateau is not None:
+                    plateau.step(monitored)
+                epoch_time = time.perf_counter() - t0
+                state["elapsed_s"] = elapsed_before + time.perf_counter() - t_call
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": sums.loss / sums.n_batches,
+                    "train_energy_rmse": sums.energy_rmse_mev(),
+                    "train_force_rmse": sums.force_rmse(),
+                    "val_loss": monitored if val is not None else math.nan,
+                    "val_energy_rmse": val.energy_rmse_mev() if val is not None else math.nan,
+                    "val_force_rmse": val.force_rmse() if val is not None else math.nan,
+                    "lr": lr,
+                    "epoch_time_s": epoch_time,
+                    "elapsed_s": state["elapsed_s"],
+                }
+                state["history"].append(row)
+                state["epoch"] = epoch + 1
+                # best model and early stopping only in the late part of the schedule: early
+                # epochs at a high learning rate can score well on a small validation set whose
+                # loss one unusual structure dominates, yet be far from trained
+                time_done = state["elapsed_s"] / training_budget_s if time_fraction > 0 else 0.0
+                # with an energy stage the model is chosen within it (before it the energies are not
+                # refined yet, and a flat validation loss can make an earlier epoch win by noise);
+                # early stopping counts only selectable epochs, so it too acts within the stage
+                in_stage = (
+                    c.energy_weight_final in (None, c.energy_weight)
+                    or weights[0] != c.energy_weight
+                )
+                selecting = (
+                    _schedule_progress(epoch + 1, max_epochs, time_done) >= c.select_best_after
+                    and in_stage
+                )
+                improved = selecting and monitored < state["best_loss"]
+                if improved:
+                    state["best_loss"] = monitored
+                    state["best_epoch"] = epoch + 1
+                    state["best_state"] = copy.deepcopy(self.potential.state_dict())
+                    state["since_best"] = 0
+                elif selecting:
+                    state["since_best"] += 1
+                if raw is not None:  # back to the raw weights for the optimiser
+                    _swap_weights(params, raw)
+                remaining = (
+                    (max_epochs - state["epoch"]) * state["elapsed_s"] / max(1, state["epoch"])
+                )
+                if training_budget_s is not None:
+                    remaining = max(0.0, min(remaining, training_budget_s - state["elapsed_s"]))
+                now = time.perf_counter()
+                if (
+                    now - self._last_epoch_line >= self.epoch_log_interval_s
+                    or remaining <= epoch_time
+                    or epoch == 0
+                ):
+                    self._last_epoch_line = now
+                    if self.progress:
+                        sys.stderr.write("\r\033[K")
+                    self.log(
+                        f"epoch {epoch + 1:4d}/{max_epochs}  train E "
+                        f"{row['train_energy_rmse']:8.3f} meV/atom  F "
+                        f"{row['train_force_rmse']:7.4f} eV/Å | val E "
+                        f"{row['val_energy_rmse']:8.3f}  F {row['val_force_rmse']:7.4f} | "
+                        f"lr {lr:.2e} "
+                        f"| {epoch_time:5.1f} s  ETA {_format_time(remaining)}"
+                        + ("  *" if improved else "")
+                    )
+                if patience is not None and state["since_best"] >= patience:
+                    state["finished"], state["stopped_because"] = True, "early_stopping"
+                elif training_budget_s is not None and (
+                    state["elapsed_s"] + epoch_time >= training_budget_s
+                ):  # the next epoch would overrun the budget
+                    state["finished"], state["stopped_because"] = True, "time_limit"
+                elif state["epoch"] >= max_epochs:
+                    state["finished"], state["stopped_because"] = True, "max_epochs"
+                epochs_this_call += 1
+                if self.out_dir is not None:
+                    self._write_checkpoint(
+                        checkpoint_path, state, optimizer, plateau, generator, ema
+                    )
+                    write_log_csv(self.out_dir / "log.csv", state["history"])
+        finally:
+            torch.set_num_threads(threads_before)
 
         if state["finished"] and state["best_state"] is None and state["history"]:
             # no epoch could be chosen (a run too short to reach its energy stage): the last one
