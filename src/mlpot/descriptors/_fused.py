@@ -83,7 +83,11 @@ def _exclusive_build(directory: Path):
         yield
         return
     with open(directory / "mlpot.flock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another process builds
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another process builds
+        except OSError:  # a file system without flock (some NFS): torch's lock file alone
+            yield
+            return
         try:
             # every mlpot build holds the flock while torch's lock file exists, so a lock file
             # seen here belongs to a process that died
