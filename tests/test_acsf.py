@@ -564,8 +564,11 @@ def test_fused_kernel_loads_after_a_killed_build_left_torchs_lock_file():
 
     if not _fused.kernel_available():
         pytest.skip("fused kernel not built here (no compiler)")
-    stale = _fused.build_directory(_fused.kernel_name()) / "lock"
+    directory = _fused.build_directory(_fused.kernel_name())
+    stale = directory / "lock"
     stale.touch()
+    # without the stamp of a finished build the subprocess goes through the build step
+    (directory / _fused.STAMP_FILE).unlink(missing_ok=True)
     code = "from mlpot.descriptors._fused import load_kernel; assert load_kernel() is not None"
     try:
         done = subprocess.run([sys.executable, "-c", code], timeout=180, capture_output=True)
@@ -576,6 +579,33 @@ def test_fused_kernel_loads_after_a_killed_build_left_torchs_lock_file():
         stale.unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert not stale_left
+
+
+def test_built_fused_kernel_loads_without_the_build_tools(tmp_path):
+    """Once built, a process imports the kernel by its stamp, without torch's build step: with
+    two ninja versions on a machine (system and venv) that step recompiled the kernel at every
+    switch between them, 70 s inside a training's time budget."""
+    import os
+    import subprocess
+    import sys
+
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    name, flags = _fused.kernel_name(), _fused._build_flags()[1]
+    source = _fused._SOURCE_FILE.read_text()
+    stamp = _fused.build_stamp(name, flags, source)
+    assert stamp == (_fused.build_directory(name) / _fused.STAMP_FILE).read_text().strip()
+    assert _fused.build_stamp(name, flags, source + " ") != stamp  # an edit rebuilds
+    assert _fused.build_stamp(name, flags[:-1], source) != stamp  # so do other flags
+    code = (
+        "import warnings; warnings.simplefilter('error'); "
+        "from mlpot.descriptors._fused import load_kernel; assert load_kernel() is not None"
+    )
+    env = {**os.environ, "PATH": str(tmp_path)}  # neither ninja nor a compiler on the path
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():

@@ -17,6 +17,13 @@ and every later one would wait for it forever. So mlpot first takes an OS lock o
 folder (``fcntl.flock``, released by the kernel when its holder dies) and, holding it, removes
 torch's lock file: only a killed build can have left one.
 
+After a build, mlpot writes a stamp (a hash of the source, the flags, the Python and torch
+versions) next to the library; a later process whose stamp matches imports the library
+directly, without torch's build step. That step asks ninja whether the build is up to date, and
+two ninja versions on one machine (a system one and the venv's ``pip install ninja``) each
+consider the other's build stale: every switch between them recompiled the kernel (70 s on
+2 cores), inside the time budget of the training that loaded it.
+
 The same extension has the pair vectors of one structure and their gradient
 (:class:`PairVectors`, used by :func:`mlpot.data.neighbors.pair_vectors`), and the contraction
 of cached descriptor Jacobians with ∂E/∂G for training (:class:`JacobianContract`, used by
@@ -30,6 +37,8 @@ manager) switches the kernel off for such code.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
 import os
 import platform
 import sys
@@ -97,6 +106,46 @@ def _exclusive_build(directory: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def build_stamp(name: str, flags: list[str], source: str) -> str:
+    """What the compiled library depends on: source, flags, Python and torch versions."""
+    digest = hashlib.sha256()
+    for part in (name, " ".join(flags), source, sys.version, torch.__version__):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _library_path(directory: Path, name: str) -> Path:
+    from torch.utils.cpp_extension import LIB_EXT
+
+    return directory / f"{name}{LIB_EXT}"
+
+
+def _stamp_matches(directory: Path, name: str, stamp: str) -> bool:
+    try:
+        recorded = (directory / STAMP_FILE).read_text().strip()
+    except OSError:
+        return False
+    return recorded == stamp and _library_path(directory, name).is_file()
+
+
+def _import_library(directory: Path, name: str):
+    """Import the built extension ``name`` from ``directory`` (no build step)."""
+    spec = importlib.util.spec_from_file_location(name, _library_path(directory, name))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {name} from {directory}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_stamp(directory: Path, stamp: str) -> None:
+    from mlpot._atomic import atomic_write_text
+
+    atomic_write_text(directory / STAMP_FILE, stamp + "\n")
+
+
+STAMP_FILE = "mlpot.stamp"
 _lock = threading.Lock()
 _module = None
 _failed: str | None = None
@@ -115,23 +164,32 @@ def load_kernel():
 
                 name, flags = kernel_name(), _build_flags()[1]
                 directory = build_directory(name)
-                with _exclusive_build(directory):
-                    _module = load_inline(
-                        name=name,
-                        cpp_sources=[_SOURCE_FILE.read_text()],
-                        functions=[
-                            "acsf_forward",
-                            "acsf_backward",
-                            "pair_vectors_forward",
-                            "pair_vectors_backward",
-                            "jacobian_contract",
-                            "jacobian_contract_backward",
-                        ],
-                        extra_cflags=flags,
-                        extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
-                        build_directory=str(directory),
-                        verbose=False,
-                    )
+                source = _SOURCE_FILE.read_text()
+                stamp = build_stamp(name, flags, source)
+                if not _stamp_matches(directory, name, stamp):
+                    with _exclusive_build(directory):
+                        # another process may have built it while this one waited
+                        if not _stamp_matches(directory, name, stamp):
+                            (directory / STAMP_FILE).unlink(missing_ok=True)
+                            _module = load_inline(
+                                name=name,
+                                cpp_sources=[source],
+                                functions=[
+                                    "acsf_forward",
+                                    "acsf_backward",
+                                    "pair_vectors_forward",
+                                    "pair_vectors_backward",
+                                    "jacobian_contract",
+                                    "jacobian_contract_backward",
+                                ],
+                                extra_cflags=flags,
+                                extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                                build_directory=str(directory),
+                                verbose=False,
+                            )
+                            _write_stamp(directory, stamp)
+                if _module is None:  # built before (this or another process): no build step
+                    _module = _import_library(directory, name)
             except Exception as exc:  # noqa: BLE001 - any build problem means: use PyTorch
                 _failed = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
