@@ -70,10 +70,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert summary["rdf"]["peaks_A"][0] == pytest.approx(2.37, abs=0.08)
     printed = capsys.readouterr().out
     assert "next:" in printed and str(out / "model.pt") in printed
-    # without --config the angular functions reach the demo's angular cutoff (6 Å), not 4.5
+    # without --config the demo's cutoffs (7 Å radial, 6 Å angular), not the general 6 / 4.5
     model = mlpot.load(out / "model.pt")
     cutoffs = {f.kind: f.r_cut for f in model.descriptor.functions_for(14)}
-    assert cutoffs == {"G2": 6.0, "G5": DemoSettings().angular_cutoff}
+    assert cutoffs == {"G2": DemoSettings().cutoff, "G5": DemoSettings().angular_cutoff}
+    assert model.cutoff == DemoSettings().cutoff
 
 
 def test_demo_config_sets_the_model_and_keeps_the_demo_settings(tmp_path):
