@@ -139,6 +139,17 @@ def _import_library(directory: Path, name: str):
     return module
 
 
+def _import_if_built(directory: Path, name: str, stamp: str):
+    """The extension imported without a build step if its stamp matches, else None (also
+    for a library that no longer loads: it is built again)."""
+    if not _stamp_matches(directory, name, stamp):
+        return None
+    try:
+        return _import_library(directory, name)
+    except (ImportError, OSError):
+        return None
+
+
 def _write_stamp(directory: Path, stamp: str) -> None:
     from mlpot._atomic import atomic_write_text
 
@@ -166,12 +177,14 @@ def load_kernel():
                 directory = build_directory(name)
                 source = _SOURCE_FILE.read_text()
                 stamp = build_stamp(name, flags, source)
-                if not _stamp_matches(directory, name, stamp):
+                module = _import_if_built(directory, name, stamp)
+                if module is None:
                     with _exclusive_build(directory):
                         # another process may have built it while this one waited
-                        if not _stamp_matches(directory, name, stamp):
+                        module = _import_if_built(directory, name, stamp)
+                        if module is None:
                             (directory / STAMP_FILE).unlink(missing_ok=True)
-                            _module = load_inline(
+                            module = load_inline(
                                 name=name,
                                 cpp_sources=[source],
                                 functions=[
@@ -188,8 +201,7 @@ def load_kernel():
                                 verbose=False,
                             )
                             _write_stamp(directory, stamp)
-                if _module is None:  # built before (this or another process): no build step
-                    _module = _import_library(directory, name)
+                _module = module
             except Exception as exc:  # noqa: BLE001 - any build problem means: use PyTorch
                 _failed = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
