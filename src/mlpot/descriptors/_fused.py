@@ -146,7 +146,8 @@ def _import_if_built(directory: Path, name: str, stamp: str):
         return None
     try:
         return _import_library(directory, name)
-    except (ImportError, OSError):
+    except (ImportError, OSError):  # damaged: without the file the build step links it anew
+        _library_path(directory, name).unlink(missing_ok=True)
         return None
 
 
