@@ -608,6 +608,31 @@ def test_built_fused_kernel_loads_without_the_build_tools(tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
+def test_damaged_fused_kernel_library_is_linked_again():
+    """A library whose stamp matches but which no longer imports (here: not an ELF file) is
+    removed and linked again, not silently replaced by the slower PyTorch path. (A link killed
+    half-way leaves no stamp: the stamp is written after a build succeeds.)"""
+    import subprocess
+    import sys
+
+    from mlpot.descriptors import _fused
+
+    if not _fused.kernel_available():
+        pytest.skip("fused kernel not built here (no compiler)")
+    name = _fused.kernel_name()
+    library = _fused._library_path(_fused.build_directory(name), name)
+    # a new file, not the loaded one overwritten: this process keeps its mapping
+    library.unlink()
+    library.write_bytes(b"not a shared library\n")
+    code = (
+        "import warnings; warnings.simplefilter('error'); "
+        "from mlpot.descriptors._fused import load_kernel; assert load_kernel() is not None"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=600, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert library.stat().st_size > 4096  # a real library again
+
+
 def test_fused_kernel_power_of_two_zetas_equal_pytorch_path():
     """The forward fast path (every zeta a power of two: ladder of squares in registers)."""
     from mlpot.descriptors import _fused
