@@ -106,10 +106,22 @@ def _exclusive_build(directory: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_FUNCTIONS = (  # the kernel's functions that get Python bindings
+    "acsf_forward",
+    "acsf_backward",
+    "pair_vectors_forward",
+    "pair_vectors_backward",
+    "jacobian_contract",
+    "jacobian_contract_backward",
+)
+
+
 def build_stamp(name: str, flags: list[str], source: str) -> str:
-    """What the compiled library depends on: source, flags, Python and torch versions."""
+    """What the compiled library depends on: source, bound functions, flags, Python and torch
+    versions."""
     digest = hashlib.sha256()
-    for part in (name, " ".join(flags), source, sys.version, torch.__version__):
+    parts = (name, " ".join(flags), " ".join(_FUNCTIONS), source, sys.version, torch.__version__)
+    for part in parts:
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -188,14 +200,7 @@ def load_kernel():
                             module = load_inline(
                                 name=name,
                                 cpp_sources=[source],
-                                functions=[
-                                    "acsf_forward",
-                                    "acsf_backward",
-                                    "pair_vectors_forward",
-                                    "pair_vectors_backward",
-                                    "jacobian_contract",
-                                    "jacobian_contract_backward",
-                                ],
+                                functions=list(_FUNCTIONS),
                                 extra_cflags=flags,
                                 extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
                                 build_directory=str(directory),
