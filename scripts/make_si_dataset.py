@@ -18,6 +18,12 @@ Modes (see docs/datasets.md):
     Start the working file (and the convergence record) from the bundled data set, so a new
     checkout continues the generation instead of starting over. Per-structure wall and CPU times
     are set to the group means of the bundled provenance record (group totals are kept).
+``--sample-liquid``
+    Once the first 305 candidates are computed: train an HDNNP on them (``mlpot demo``'s
+    settings, seed 0), run its NVT MD of 16-atom liquid cells and write the snapshots to
+    ``data_generation/si_liquid_md_candidates.extxyz``, the positions of the appended
+    ``liquid_md`` candidates (a file, because they depend on the trained sampler); a later
+    run without options computes them. Not part of the bundle yet (docs/datasets.md).
 ``--finalize``
     Write the bundled file ``src/mlpot/datasets/si_gpaw.extxyz.gz`` (sorted by index, gzip with
     mtime 0) and ``si_gpaw.json`` (provenance: versions, settings, groups, seed, wall times,
@@ -34,7 +40,9 @@ Candidate groups (all Si): ``eos`` (8-atom cubic diamond, energy–volume curve)
 Einstein-model estimate, plus small cell fluctuations), ``vacancy`` / ``interstitial`` (7/15 and
 9/17-atom cells, tetrahedral and hexagonal sites, rattled), ``liquid`` (random packings at
 liquid density with a minimum distance, rattled at 2000–3000 K). The candidate list interleaves
-the groups in proportion to their size, so every prefix is a balanced data set.
+these groups in proportion to their size, so every prefix is a balanced data set. Groups added
+later follow them (``APPENDED_GROUPS``), so earlier indices stay: ``liquid_md`` (16-atom liquid
+cells at 1800–2600 K, snapshots of MD driven by an HDNNP trained on the first 305).
 """
 
 from __future__ import annotations
@@ -121,6 +129,37 @@ GROUP_DESCRIPTIONS = {
     "liquid": "8 atoms (every sixth: 16) placed at random in a cubic cell at liquid density "
     "(2.57 g/cm^3, some at 2.40 and 2.70) with a minimum distance of 2.15 A, then rattled "
     "with 2000-3000 K harmonic amplitudes (liquid-like, no MD)",
+    "liquid_md": "16 atoms in a cubic cell at 2.50/2.57/2.64 g/cm^3: snapshots of NVT MD "
+    "(Langevin, 1800/2200/2600 K) driven by an HDNNP trained on the first 305 structures "
+    "(the demo's settings), every 250 fs after 1 ps of equilibration; k-mesh 6x6x6 (the "
+    "density's 3x3x3 and 4x4x4 leave k-point errors of several meV/atom in this metallic "
+    "liquid); positions in data_generation/si_liquid_md_candidates.extxyz (--sample-liquid "
+    "makes them), appended after the first 305 candidates",
+}
+# Groups added after the first bundle, appended after the interleaved candidates so that the
+# earlier indices and structures stay as they were.
+APPENDED_GROUPS = ("liquid_md",)
+# The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes them
+# to this file (each frame's info records its trajectory, time and the sampler's SHA-256); the
+# group is empty while the file does not exist.
+LIQUID_MD_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md_candidates.extxyz"
+LIQUID_MD = {
+    "atoms": 16,
+    "trajectories": 12,
+    "snapshots_per_trajectory": 2,
+    "temperatures_K": [1800.0, 2200.0, 2600.0],  # PBE Si melts near 1450-1700 K
+    "densities_g_cm3": [LIQUID_DENSITY_G_CM3, 2.50, 2.64],
+    "timestep_fs": 1.0,
+    "friction_per_fs": 0.01,
+    "equilibration_fs": 1000,
+    "interval_fs": 250,
+    # a snapshot with a closer pair means the sampler failed: stop (its snapshots at 2600 K came
+    # to 2.01 A at the closest; the random packings' rattles went to 1.89 A)
+    "min_distance_A": 1.8,
+    # the density's 3x3x3 for these 6.7-A cubes is 3.2 meV/atom (std) and 0.066 eV/A (r.m.s.)
+    # away from 4x4x4, and 4x4x4 5.6 meV/atom from 6x6x6 in this metallic liquid
+    # (docs/datasets.md); 6x6x6 costs ~450 CPU-s per cell
+    "kpts": "6x6x6",
 }
 
 
@@ -297,14 +336,41 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
     return groups
 
 
+def build_appended_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
+    """Groups appended after the interleaved candidates; ``liquid_md`` is empty until
+    --sample-liquid has written LIQUID_MD_FILE for this seed."""
+    liquid_md = []
+    if LIQUID_MD_FILE.exists():
+        for atoms in ase.io.read(LIQUID_MD_FILE, index=":", format="extxyz"):
+            if int(atoms.info["seed"]) != seed:  # another seed's data: sample it anew
+                return {"liquid_md": []}
+            extra = {
+                key: atoms.info[key]
+                for key in ("density_g_cm3", "temperature", "trajectory", "time_fs")
+            }
+            extra["kpts_fixed"] = LIQUID_MD["kpts"]
+            liquid_md.append(
+                (Atoms(atoms.symbols, atoms.positions, cell=atoms.cell, pbc=True), extra)
+            )
+    return {"liquid_md": liquid_md}
+
+
+def build_base_candidates(seed: int) -> list[Atoms]:
+    """The first candidates only (without the appended groups)."""
+    return [a for a in build_candidates(seed) if a.info["group"] not in APPENDED_GROUPS]
+
+
 def build_candidates(seed: int) -> list[Atoms]:
-    """All candidates, groups interleaved in proportion to their size; info has index, group."""
+    """All candidates: the first groups interleaved in proportion to their size, then the
+    appended groups in order; info has index, group."""
     groups = build_groups(seed)
     keyed = []
     for group_order, (name, members) in enumerate(groups.items()):
         for position, (atoms, extra) in enumerate(members):
             keyed.append(((position + 0.5) / len(members), group_order, name, atoms, extra))
     keyed.sort(key=lambda item: (item[0], item[1]))
+    for name, members in build_appended_groups(seed).items():
+        keyed.extend((0.0, 0, name, atoms, extra) for atoms, extra in members)
     candidates = []
     for index, (_, _, name, atoms, extra) in enumerate(keyed):
         atoms.wrap()
@@ -458,7 +524,10 @@ def changed_candidates(frames: list[Atoms], candidates: list[Atoms]) -> list[int
     changed = []
     for frame in frames:
         index = int(frame.info["index"])
-        ok = index < len(candidates) and len(frame) == len(candidates[index])
+        if index >= len(candidates):  # the candidate list got shorter
+            changed.append(index)
+            continue
+        ok = len(frame) == len(candidates[index])
         ok = ok and np.allclose(frame.positions, candidates[index].positions, atol=1e-5)
         ok = ok and np.allclose(frame.cell[:], candidates[index].cell[:], atol=1e-5)
         wanted = candidates[index].info.get("kpts_fixed")
@@ -815,6 +884,7 @@ def finalize(args) -> int:
                 ),
             }
             for group in GROUP_DESCRIPTIONS
+            if group in all_groups
         },
         "wall_s_total": round(sum(wall_by_group.values()), 1),
         "wall_time_note": "wall_s: sum of per-structure wall times of single-core GPAW runs "
@@ -862,6 +932,105 @@ def from_bundle(args) -> int:
     return 0
 
 
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+def sample_liquid(args) -> int:
+    """Train the liquid sampler on the computed first candidates, run its MD, write
+    LIQUID_MD_FILE (the positions of the ``liquid_md`` candidates)."""
+    import hashlib
+
+    import mlpot
+    from mlpot.calculators.md import run_md
+    from mlpot.data.io import read_structures
+    from mlpot.demo import run_demo
+
+    output = Path(args.output)
+    base = build_base_candidates(args.seed)
+    frames = [frame for frame in read_done(output) if int(frame.info["index"]) < len(base)]
+    check_against_candidates(frames, base, output)
+    unique = {int(frame.info["index"]): frame for frame in reversed(frames)}
+    if len(unique) < len(base):
+        raise SystemExit(
+            f"{output}: {len(unique)} of the first {len(base)} candidates computed; compute "
+            f"them all (--limit {len(base)}) before sampling the liquid"
+        )
+    work = output.parent / "liquid_sampler"
+    work.mkdir(parents=True, exist_ok=True)
+    train_file = work / "train.extxyz"
+    train_text = "".join(frame_text(unique[i]) for i in sorted(unique))
+    train_sha = hashlib.sha256(train_text.encode()).hexdigest()
+    stamp = work / "model" / "train.sha256"
+    if not (stamp.exists() and stamp.read_text().strip() == train_sha):  # else: reuse it
+        atomic_write_text(train_file, train_text)
+        print(f"training the sampler (the demo's settings, seed 0) on {len(unique)} structures")
+        structures = read_structures(train_file, format="extxyz")
+        run_demo(work / "model", structures=structures, seed=0, progress=False, log=_quiet)
+        atomic_write_text(stamp, train_sha + "\n")
+    model_path = work / "model" / "model.pt"
+    sampler_sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    potential = mlpot.load(model_path)
+
+    md = LIQUID_MD
+    rng = np.random.default_rng([args.seed, 2])
+    steps = md["equilibration_fs"] + md["snapshots_per_trajectory"] * md["interval_fs"]
+    samples = []
+    for trajectory in range(md["trajectories"]):
+        temperatures, densities = md["temperatures_K"], md["densities_g_cm3"]
+        temperature = temperatures[trajectory % len(temperatures)]
+        density = densities[(trajectory // len(temperatures)) % len(densities)]
+        start = random_packing(md["atoms"], density, rng)
+        path = work / f"md_{trajectory:02d}.extxyz"
+        path.unlink(missing_ok=True)
+        run_md(
+            potential,
+            start,
+            ensemble="nvt",
+            temperature_k=temperature,
+            timestep_fs=md["timestep_fs"],
+            steps=int(steps / md["timestep_fs"]),
+            trajectory=path,
+            interval=int(md["interval_fs"] / md["timestep_fs"]),
+            friction_per_fs=md["friction_per_fs"],
+            seed=int(rng.integers(2**31)),
+            progress=False,
+        )
+        for frame in ase.io.read(path, index=":", format="extxyz"):
+            time_fs = float(frame.info.get("time_fs", 0.0))
+            if time_fs <= md["equilibration_fs"]:
+                continue
+            pairs = np.triu_indices(len(frame), 1)
+            closest = float(frame.get_all_distances(mic=True)[pairs].min())
+            if closest < md["min_distance_A"]:
+                raise SystemExit(
+                    f"{path}: atoms {closest:.2f} A apart at {time_fs:.0f} fs: the sampler "
+                    "is not stable in the liquid; nothing was written"
+                )
+            atoms = Atoms(frame.symbols, frame.positions, cell=frame.cell, pbc=True)
+            atoms.wrap()
+            atoms.info = {
+                "seed": args.seed,
+                "trajectory": trajectory,
+                "time_fs": time_fs,
+                "temperature": temperature,
+                "density_g_cm3": density,
+                "min_distance_A": round(closest, 3),
+                "sampler_sha256": sampler_sha,
+            }
+            samples.append(atoms)
+        print(
+            f"trajectory {trajectory}: {temperature:.0f} K, {density} g/cm3, "
+            f"{len(samples)} snapshots so far",
+            flush=True,
+        )
+    # snapshot-major order: any prefix covers every temperature and density
+    samples.sort(key=lambda atoms: (atoms.info["time_fs"], atoms.info["trajectory"]))
+    atomic_write_text(LIQUID_MD_FILE, "".join(frame_text(atoms) for atoms in samples))
+    print(f"wrote {LIQUID_MD_FILE} ({len(samples)} structures; sampler {sampler_sha[:12]})")
+    return 0
+
+
 def list_candidates(args) -> int:
     candidates = build_candidates(args.seed)
     counts: dict[str, int] = {}
@@ -879,6 +1048,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--converge", action="store_true", help="run the convergence check")
     mode.add_argument("--finalize", action="store_true", help="write the bundled file")
     mode.add_argument("--list", action="store_true", help="list candidate structures")
+    mode.add_argument(
+        "--sample-liquid",
+        action="store_true",
+        help="train an HDNNP on the first candidates and write the MD-sampled liquid candidates",
+    )
     mode.add_argument(
         "--from-bundle", action="store_true", help="start the working file from the bundled data"
     )
@@ -904,6 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_candidates(args)
     if args.from_bundle:
         return from_bundle(args)
+    if args.sample_liquid:
+        return sample_liquid(args)
     return generate(args)
 
 

@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+import ase.geometry
 import ase.io
 import numpy as np
 import pytest
@@ -153,6 +154,8 @@ def generator():
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_si_dataset"] = module
     spec.loader.exec_module(module)
+    # as on a clean checkout: no MD-sampled liquid (data_generation/ may hold some)
+    module.LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz"
     return module
 
 
@@ -167,13 +170,19 @@ def test_candidates_deterministic_balanced_and_physical(generator):
         np.testing.assert_array_equal(a.cell[:], b.cell[:])
     assert not np.allclose(first[0].positions, other[0].positions)
     assert [a.info["index"] for a in first] == list(range(len(first)))
-    # Every prefix of 40 holds every group (interleaved in proportion to group size).
+    # The first groups are interleaved in proportion to their size (every prefix of 40 holds
+    # each of them); groups added later follow them, so that earlier indices stay.
     groups = set(generator.GROUP_DESCRIPTIONS)
-    assert {a.info["group"] for a in first[:40]} == groups
-    counts = {g: sum(a.info["group"] == g for a in first) for g in groups}
-    for g in groups:
+    appended = set(generator.APPENDED_GROUPS)
+    base = [a for a in first if a.info["group"] not in appended]
+    assert first[: len(base)] == base
+    assert {a.info["group"] for a in first[:40]} == groups - appended
+    counts = {g: sum(a.info["group"] == g for a in base) for g in groups - appended}
+    for g in counts:
         in_prefix = sum(a.info["group"] == g for a in first[:100])
-        assert abs(in_prefix - 100 * counts[g] / len(first)) <= 1.5
+        assert abs(in_prefix - 100 * counts[g] / len(base)) <= 1.5
+    # Without the committed MD samples (another seed) the appended group is empty.
+    assert generator.build_appended_groups(7) == {"liquid_md": []}
     # Physical sanity: no two atoms closer than 1.7 Å (Si dimer bond 2.25 Å), defects right.
     for atoms in first:
         if len(atoms) > 1:
@@ -189,7 +198,7 @@ def test_candidates_deterministic_balanced_and_physical(generator):
 
     density = generator.SETTINGS["kpts_density_per_inv_angstrom"]
     for atoms in first:
-        if atoms.info["group"] == "liquid":
+        if atoms.info["group"] in ("liquid", "liquid_md"):
             continue
         fixed = atoms.info.get("kpts_fixed")
         mesh = (
@@ -208,6 +217,64 @@ def test_candidates_deterministic_balanced_and_physical(generator):
     omega = kb * 500.0 / hbar
     expected = np.sqrt(kb * 300.0 / (28.0855 * amu * omega**2)) * 1e10
     assert generator.harmonic_sigma(300.0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
+    """--sample-liquid: a sampler trained once (reused while its data stay the same) drives NVT
+    MD; snapshots after the equilibration, snapshot-major, become ``liquid_md`` candidates
+    appended after the first ones, on their fixed k-mesh, without moving the earlier ones."""
+    import mlpot.demo
+    from mlpot.models.pair import LennardJones
+
+    seed = generator.DEFAULT_SEED
+    base = generator.build_candidates(seed)
+    output = tmp_path / "work.extxyz"
+    rng = np.random.default_rng(0)
+    for atoms in base[:2]:
+        generator.append_frame(output, generator.result_atoms(atoms, _fake_result(atoms, rng)))
+    monkeypatch.setattr(generator, "build_base_candidates", lambda seed: base[:2])
+    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "liquid_md.extxyz")
+    md = dict(generator.LIQUID_MD, trajectories=2, equilibration_fs=40, interval_fs=20)
+    monkeypatch.setattr(generator, "LIQUID_MD", md)
+    trainings = []
+
+    def fake_training(out_dir, structures, seed, **kwargs):  # a stand-in sampler: LJ "Si"
+        trainings.append(len(structures))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        LennardJones(0.3, 2.1, 5.0, elements=(14,)).save(Path(out_dir) / "model.pt")
+
+    monkeypatch.setattr(mlpot.demo, "run_demo", fake_training)
+    args = ["--sample-liquid", "--output", str(output)]
+    assert generator.main(args) == 0
+    assert generator.main(args) == 0
+    assert trainings == [2]  # trained on the computed frames once, then reused
+
+    samples = ase.io.read(tmp_path / "liquid_md.extxyz", ":", format="extxyz")
+    keys = [(a.info["time_fs"], a.info["trajectory"]) for a in samples]
+    assert keys == [(60.0, 0), (60.0, 1), (80.0, 0), (80.0, 1)]
+    model_sha = hashlib.sha256((tmp_path / "liquid_sampler" / "model" / "model.pt").read_bytes())
+    for atoms in samples:
+        assert atoms.info["sampler_sha256"] == model_sha.hexdigest()
+        assert len(atoms) == md["atoms"]
+        mass_g = len(atoms) * 28.0855 * 1.66053906660e-24
+        density = mass_g / (atoms.get_volume() * 1e-24)
+        assert density == pytest.approx(atoms.info["density_g_cm3"], rel=1e-6)
+        d = atoms.get_all_distances(mic=True)
+        assert d[np.triu_indices(len(atoms), 1)].min() >= md["min_distance_A"]
+    # the two snapshots of one trajectory are 20 fs of MD apart: moved, not re-drawn
+    moved = ase.geometry.find_mic(samples[2].positions - samples[0].positions, samples[0].cell)[1]
+    assert 0.005 < moved.mean() < 0.5
+
+    monkeypatch.undo()
+    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "liquid_md.extxyz")
+    candidates = generator.build_candidates(seed)
+    assert len(candidates) == len(base) + len(samples)
+    assert candidates[: len(base)] == base
+    for index, (atoms, sample) in enumerate(zip(candidates[len(base) :], samples, strict=True)):
+        assert atoms.info["index"] == len(base) + index and atoms.info["group"] == "liquid_md"
+        assert atoms.info["kpts_fixed"] == generator.LIQUID_MD["kpts"]
+        np.testing.assert_allclose(atoms.positions, sample.positions, atol=1e-12)
+    assert generator.build_appended_groups(seed + 1) == {"liquid_md": []}  # another seed's
 
 
 def test_a_frame_computed_on_another_k_mesh_counts_as_changed(generator):
@@ -232,6 +299,10 @@ def test_a_frame_computed_on_another_k_mesh_counts_as_changed(generator):
     bare = eos.copy()
     bare.info = {"index": eos.info["index"], "group": "eos"}
     assert generator.changed_candidates([bare], candidates) == []
+    # a frame past the end of a shortened candidate list counts as changed (it used to crash)
+    beyond = bare.copy()
+    beyond.info = {"index": len(candidates), "group": "liquid_md"}
+    assert generator.changed_candidates([beyond], candidates) == [len(candidates)]
 
 
 def _fake_result(atoms, rng):
