@@ -131,9 +131,9 @@ GROUP_DESCRIPTIONS = {
     "with 2000-3000 K harmonic amplitudes (liquid-like, no MD)",
     "liquid_md": "16 atoms in a cubic cell at 2.50/2.57/2.64 g/cm^3: snapshots of NVT MD "
     "(Langevin, 1800/2200/2600 K) driven by an HDNNP trained on the first 305 structures "
-    "(the demo's settings), every 250 fs after 1 ps of equilibration; k-mesh 6x6x6 (the "
-    "density's 3x3x3 and 4x4x4 leave k-point errors of several meV/atom in this metallic "
-    "liquid); positions in data_generation/si_liquid_md_candidates.extxyz (--sample-liquid "
+    "(the demo's settings), every 250 fs after 1 ps of equilibration; k-mesh 6x6x6 (on the "
+    "density's 3x3x3 and on 4x4x4 this metallic liquid is several meV/atom off); positions "
+    "in data_generation/si_liquid_md_candidates.extxyz (--sample-liquid "
     "makes them), appended after the first 305 candidates",
 }
 # Groups added after the first bundle, appended after the interleaved candidates so that the
@@ -156,9 +156,9 @@ LIQUID_MD = {
     # a snapshot with a closer pair means the sampler failed: stop (its snapshots at 2600 K came
     # to 2.01 A at the closest; the random packings' rattles went to 1.89 A)
     "min_distance_A": 1.8,
-    # the density's 3x3x3 for these 6.7-A cubes is 3.2 meV/atom (std) and 0.066 eV/A (r.m.s.)
-    # away from 4x4x4, and 4x4x4 5.6 meV/atom from 6x6x6 in this metallic liquid
-    # (docs/datasets.md); 6x6x6 costs ~450 CPU-s per cell
+    # the density's 3x3x3 for these 6.7-A cubes scatters by 3.2 meV/atom (std) and 0.066 eV/A
+    # (r.m.s.) against 4x4x4, and 4x4x4 lies +5.2-5.6 meV/atom above 6x6x6 in this metallic
+    # liquid (docs/datasets.md); 6x6x6 costs ~450 CPU-s per cell
     "kpts": "6x6x6",
 }
 
