@@ -181,7 +181,7 @@ def test_candidates_deterministic_balanced_and_physical(generator):
     for g in counts:
         in_prefix = sum(a.info["group"] == g for a in first[:100])
         assert abs(in_prefix - 100 * counts[g] / len(base)) <= 1.5
-    # Without the committed MD samples (another seed) the appended group is empty.
+    # Without MD samples for this seed (none on a clean checkout) the appended group is empty.
     assert generator.build_appended_groups(7) == {"liquid_md": []}
     # Physical sanity: no two atoms closer than 1.7 Å (Si dimer bond 2.25 Å), defects right.
     for atoms in first:
