@@ -54,6 +54,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -972,6 +973,9 @@ def sample_liquid(args) -> int:
     train_sha = hashlib.sha256(train_text.encode()).hexdigest()
     stamp = work / "model" / "train.sha256"
     if not (stamp.exists() and stamp.read_text().strip() == train_sha):  # else: reuse it
+        # a sampler of other training data (an earlier generation) goes: its checkpoint
+        # would otherwise be resumed instead of training on these structures
+        shutil.rmtree(work / "model", ignore_errors=True)
         atomic_write_text(train_file, train_text)
         print(f"training the sampler (the demo's settings, seed 0) on {len(unique)} structures")
         structures = read_structures(train_file, format="extxyz")

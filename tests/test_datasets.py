@@ -239,8 +239,11 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
     trainings = []
 
     def fake_training(out_dir, structures, seed, **kwargs):  # a stand-in sampler: LJ "Si"
+        # a checkpoint left by a sampler of other data would be resumed, not retrained
+        assert not (Path(out_dir) / "checkpoint.pt").exists()
         trainings.append(len(structures))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "checkpoint.pt").write_text("stand-in")
         LennardJones(0.3, 2.1, 5.0, elements=(14,)).save(Path(out_dir) / "model.pt")
 
     monkeypatch.setattr(mlpot.demo, "run_demo", fake_training)
@@ -264,6 +267,11 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
     # the two snapshots of one trajectory are 20 fs of MD apart: moved, not re-drawn
     moved = ase.geometry.find_mic(samples[2].positions - samples[0].positions, samples[0].cell)[1]
     assert 0.005 < moved.mean() < 0.5
+    # other computed data (one more structure): the old sampler and its checkpoint go
+    generator.append_frame(output, generator.result_atoms(base[2], _fake_result(base[2], rng)))
+    monkeypatch.setattr(generator, "build_base_candidates", lambda seed: base[:3])
+    assert generator.main(args) == 0
+    assert trainings == [2, 3]
 
     monkeypatch.undo()
     monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "liquid_md.extxyz")

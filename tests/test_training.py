@@ -156,6 +156,14 @@ def test_kill_and_resume_gives_identical_weights(si_small, tmp_path):
         Trainer(RadialToy(), _config(max_epochs=7), out_dir=tmp_path / "b", log=lambda s: None).fit(
             data
         )
+    # ... and so is one trained on other structures (or other reference values): resuming it
+    # would hand back a model of the old data
+    changed = [a.copy() for a in data]
+    changed[3].info[REF_ENERGY] += 0.01
+    with pytest.raises(ParameterError, match="different training or validation structures"):
+        Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None).fit(changed)
+    with pytest.raises(ParameterError, match="different training or validation structures"):
+        Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None).fit(data[:11])
 
 
 def test_missing_forces_with_force_weight_is_a_clear_error(si_small):

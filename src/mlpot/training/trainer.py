@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
 import math
@@ -281,6 +282,25 @@ def write_log_csv(path: str | Path, history: Sequence[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def data_fingerprint(structures: Sequence[ase.Atoms]) -> str:
+    """SHA-256 of the structures and their reference values, in order (for checkpoints)."""
+    digest = hashlib.sha256()
+    for atoms in structures:
+        parts = [
+            atoms.numbers.astype(np.int64),
+            np.asarray(atoms.positions, dtype=np.float64),
+            np.asarray(atoms.cell[:], dtype=np.float64),
+            np.asarray(atoms.pbc, dtype=np.int8),
+            np.asarray(atoms.info.get(REF_ENERGY, np.nan), dtype=np.float64),
+            np.asarray(atoms.arrays.get(REF_FORCES, np.empty(0)), dtype=np.float64),
+            np.asarray(atoms.info.get(REF_STRESS, np.empty(0)), dtype=np.float64),
+        ]
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def _format_time(seconds: float) -> str:
     seconds = max(0, int(seconds))
     h, rest = divmod(seconds, 3600)
@@ -447,12 +467,19 @@ class Trainer:
             "stopped_because": "",
         }
         checkpoint_path = self.out_dir / CHECKPOINT if self.out_dir else None
+        data_sha256 = data_fingerprint([*train, *validation]) + f":{len(train)}"
         if checkpoint_path is not None and checkpoint_path.exists():
             saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
             if saved.get("trainer_config") != asdict(c):
                 raise ParameterError(
                     f"{checkpoint_path}: this checkpoint was made with different training "
                     "settings; use a new --out folder or delete the checkpoint to start over"
+                )
+            if saved.get("data_sha256", data_sha256) != data_sha256:
+                raise ParameterError(
+                    f"{checkpoint_path}: this checkpoint was made with different training or "
+                    "validation structures; use a new --out folder or delete the checkpoint "
+                    "to start over"
                 )
             self.potential.load_state_dict(saved["model_state"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -622,7 +649,7 @@ class Trainer:
                 epochs_this_call += 1
                 if self.out_dir is not None:
                     self._write_checkpoint(
-                        checkpoint_path, state, optimizer, plateau, generator, ema
+                        checkpoint_path, state, optimizer, plateau, generator, ema, data_sha256
                     )
                     write_log_csv(self.out_dir / "log.csv", state["history"])
         finally:
@@ -655,12 +682,15 @@ class Trainer:
             elapsed_before_s=elapsed_before,
         )
 
-    def _write_checkpoint(self, path, state, optimizer, plateau, generator, ema=None) -> None:
+    def _write_checkpoint(
+        self, path, state, optimizer, plateau, generator, ema=None, data_sha256=None
+    ) -> None:
         payload = dict(state)
         payload.update(
             {
                 "ema": [t.detach().clone() for t in ema] if ema is not None else None,
                 "trainer_config": asdict(self.config),
+                "data_sha256": data_sha256,
                 "model_kind": type(self.potential).__name__,
                 "model_config": self.potential.get_config(),
                 "model_state": self.potential.state_dict(),
