@@ -14,7 +14,10 @@ costs only the networks; other potentials run through autograd every step.
 
 Every epoch writes ``checkpoint.pt`` (model, optimiser, scheduler, random states, history,
 best model so far) atomically; :meth:`Trainer.fit` with the same ``out_dir`` resumes from it and
-ends with the same weights as a run that was never interrupted.
+ends with the same weights as a run that was never interrupted. The checkpoint records the
+training settings and a SHA-256 of the training and validation structures with their reference
+values (:func:`data_fingerprint`); one made with other settings or other data is refused, not
+resumed.
 """
 
 from __future__ import annotations
