@@ -470,7 +470,11 @@ class Trainer:
             "stopped_because": "",
         }
         checkpoint_path = self.out_dir / CHECKPOINT if self.out_dir else None
-        data_sha256 = data_fingerprint([*train, *validation]) + f":{len(train)}"
+        data_sha256 = (  # what a checkpoint must match to be resumed
+            data_fingerprint([*train, *validation]) + f":{len(train)}"
+            if checkpoint_path is not None
+            else None
+        )
         if checkpoint_path is not None and checkpoint_path.exists():
             saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
             if saved.get("trainer_config") != asdict(c):
