@@ -138,17 +138,23 @@ GROUP_DESCRIPTIONS = {
     "liquid_md": "16 atoms in a cubic cell at 2.50/2.57/2.64 g/cm^3: snapshots of NVT MD "
     "(Langevin, 1800/2200/2600 K) driven by an HDNNP trained on the first 305 structures "
     "(the demo's settings), every 250 fs after 1 ps of equilibration; k-mesh 6x6x6 (on the "
-    "density's 3x3x3 and on 4x4x4 this metallic liquid is several meV/atom off); positions "
-    "in data_generation/si_liquid_md_candidates.extxyz (--sample-liquid "
-    "makes them), appended after the first 305 candidates",
+    "density's 3x3x3 and on 4x4x4 this metallic liquid is several meV/atom off); positions, "
+    "trajectory, time and the sampler's SHA-256 in scripts/liquid_md/"
+    "si_liquid_md_candidates.extxyz.gz (written by --sample-liquid, sampler 4c2d9a2bfa8f), "
+    "appended after the first 305 candidates",
 }
 # Groups added after the first bundle, appended after the interleaved candidates so that the
 # earlier indices and structures stay as they were.
 APPENDED_GROUPS = ("liquid_md",)
 # The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes them
 # to this file (each frame's info records its trajectory, time and the sampler's SHA-256); the
-# group is empty while the file does not exist.
+# group comes from KEPT_LIQUID_MD_FILE while the file does not exist.
 LIQUID_MD_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md_candidates.extxyz"
+# the positions of the bundled liquid_md candidates, kept in the repository: used where
+# LIQUID_MD_FILE does not exist (a clean checkout), so the candidates match the bundle
+KEPT_LIQUID_MD_FILE = (
+    Path(__file__).resolve().parent / "liquid_md" / "si_liquid_md_candidates.extxyz.gz"
+)
 LIQUID_MD = {
     "atoms": 16,
     "trajectories": 12,
@@ -347,11 +353,13 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
 
 
 def build_appended_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
-    """Groups appended after the interleaved candidates; ``liquid_md`` is empty until
-    --sample-liquid has written LIQUID_MD_FILE for this seed."""
+    """Groups appended after the interleaved candidates; ``liquid_md`` comes from
+    LIQUID_MD_FILE (written by --sample-liquid) or, without it, from KEPT_LIQUID_MD_FILE (the
+    bundled ones), and is empty where neither holds this seed's."""
     liquid_md = []
-    if LIQUID_MD_FILE.exists():
-        for atoms in ase.io.read(LIQUID_MD_FILE, index=":", format="extxyz"):
+    source = LIQUID_MD_FILE if LIQUID_MD_FILE.exists() else KEPT_LIQUID_MD_FILE
+    if source.exists():
+        for atoms in ase.io.read(source, index=":", format="extxyz"):
             if int(atoms.info["seed"]) != seed:  # another seed's data: sample it anew
                 return {"liquid_md": []}
             extra = {
@@ -796,6 +804,19 @@ def versions() -> dict:
     }
 
 
+def code_versions(bundle_dir: Path) -> dict:
+    """:func:`versions`, or, where GPAW is not installed here (bundling frames computed
+    elsewhere), the versions the existing provenance record in ``bundle_dir`` names."""
+    code = versions()
+    record = Path(bundle_dir) / "si_gpaw.json"
+    if code["gpaw"] is None and record.exists():
+        recorded = json.loads(record.read_text()).get("code") or {}
+        if recorded.get("gpaw"):
+            print(f"GPAW is not installed: code versions as recorded in {record}")
+            return recorded
+    return code
+
+
 def _package_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -877,7 +898,7 @@ def finalize(args) -> int:
             "group": "info 'group'",
             "index": "info 'index' (candidate index)",
         },
-        "code": versions(),
+        "code": code_versions(target_dir),
         "settings": SETTINGS,
         "einstein_temperature_K": EINSTEIN_TEMPERATURE_K,
         "lattice_constant_A": SI_LATTICE,

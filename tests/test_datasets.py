@@ -154,8 +154,10 @@ def generator():
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_si_dataset"] = module
     spec.loader.exec_module(module)
-    # as on a clean checkout: no MD-sampled liquid (data_generation/ may hold some)
+    # no MD-sampled liquid: neither a working file (data_generation/ may hold one) nor the
+    # kept positions of the bundled ones (test_kept_liquid_candidates_match_the_bundle)
     module.LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz"
+    module.KEPT_LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz.gz"
     return module
 
 
@@ -283,6 +285,26 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
         assert atoms.info["kpts_fixed"] == generator.LIQUID_MD["kpts"]
         np.testing.assert_allclose(atoms.positions, sample.positions, atol=1e-12)
     assert generator.build_appended_groups(seed + 1) == {"liquid_md": []}  # another seed's
+
+
+def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
+    """On a clean checkout the generator's candidates are the bundle's structures, the
+    MD-sampled liquid included (its positions come from the sampler's MD, kept in
+    scripts/liquid_md/): the bundle can be extended or recomputed from there."""
+    if not BUNDLED_SI.is_file():
+        pytest.skip("no bundled data set")
+    kept = REPO / "scripts" / "liquid_md" / "si_liquid_md_candidates.extxyz.gz"
+    monkeypatch.setattr(generator, "KEPT_LIQUID_MD_FILE", kept)
+    candidates = generator.build_candidates(generator.DEFAULT_SEED)
+    record = json.loads(BUNDLED_SI_PROVENANCE.read_text())
+    assert len(candidates) == record["n_candidates"] == record["n_structures"]
+    frames = ase.io.read(BUNDLED_SI, ":", format="extxyz")
+    generator.check_against_candidates(frames, candidates, BUNDLED_SI)  # raises on a mismatch
+    liquid = [a for a in candidates if a.info["group"] == "liquid_md"]
+    assert len(liquid) == record["groups"]["liquid_md"]["n_structures"] > 0
+    for atoms in liquid:
+        frame = frames[atoms.info["index"]]
+        np.testing.assert_allclose(frame.positions, atoms.positions, atol=1e-6)
 
 
 def test_a_frame_computed_on_another_k_mesh_counts_as_changed(generator):

@@ -460,3 +460,55 @@ def test_metrics_by_group_equal_each_group_evaluated_alone(tmp_path, capsys):
     assert "all.extxyz" in err and "structure 0" in err and "config_type" in err
     with pytest.raises(DataError, match="structure 0 has no info key 'phase'"):
         group_labels(frames, "phase")
+
+
+def _lj_labelled_si(n: int, seed: int) -> list:
+    """Rattled, strained 8-atom Si cells of 6-11 atoms (vacancies) with Lennard-Jones
+    energies, forces and stress as reference values (only the loss bookkeeping is tested)."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    from mlpot.data.batch import REF_STRESS
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        del atoms[rng.choice(8, int(rng.integers(0, 3)), replace=False).tolist()]
+        atoms.set_cell(atoms.cell[:] * (1 + 0.03 * rng.standard_normal()), scale_atoms=True)
+        atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+        atoms.calc = LennardJones(sigma=2.1, epsilon=0.1, rc=4.5, smooth=True)
+        atoms.info[REF_ENERGY] = atoms.get_potential_energy()
+        atoms.arrays[REF_FORCES] = atoms.get_forces()
+        atoms.info[REF_STRESS] = atoms.get_stress(voigt=False)
+        atoms.calc = None
+        out.append(atoms)
+    return out
+
+
+def test_validation_loss_is_the_loss_of_the_whole_set_not_a_mean_over_batches():
+    """The monitored validation loss (model selection, early stopping) weighs every structure
+    alike: 17 validation structures are evaluated in batches of 16 and 1, and the lone last
+    structure must not count as much as the other sixteen together."""
+    from mlpot.training.metrics import predict
+
+    train, val = _lj_labelled_si(12, seed=0), _lj_labelled_si(17, seed=1)
+    weights = (2.0, 0.5, 10.0)
+    config = _config(
+        max_epochs=1,
+        ema_decay=0.0,
+        energy_weight=weights[0],
+        energy_weight_final=None,
+        forces_weight=weights[1],
+        stress_weight=weights[2],
+        select_best_after=0.0,
+        dtype="float64",
+    )
+    result = Trainer(RadialToy(), config, log=lambda s: None).fit(train, val)
+    p = predict(result.potential, val, stress=True)
+    expected = (
+        weights[0] * np.mean(((p.energy_pred - p.energy_ref) / p.n_atoms) ** 2)
+        + weights[1] * np.mean((p.forces_pred - p.forces_ref) ** 2)
+        + weights[2] * np.mean((p.stress_pred - p.stress_ref) ** 2)
+    )
+    assert result.history[0]["val_loss"] == pytest.approx(expected, rel=1e-9)

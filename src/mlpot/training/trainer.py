@@ -6,11 +6,14 @@ The loss of a minibatch of structures is
         + w_S · mean_(s,i,j)(σ_sij^pred − σ_sij^ref)²
 
 (energy per atom in eV, forces in eV/Å, stress in eV/Å³; the stress term only over structures
-with a reference stress). Neighbour lists of the training and validation structures are built
-once. For descriptor potentials (an ``HDNNP``: ``potential.descriptor`` plus
-``potential.atomic_energies_from_features``) the descriptors and their derivatives with respect
-to the pair vectors are also computed once (:mod:`mlpot.training.feature_cache`), so an epoch
-costs only the networks; other potentials run through autograd every step.
+with a reference stress). The validation loss that picks the best model and drives early
+stopping is the same expression with the means taken over the whole validation set (every
+structure counts alike, however the set is cut into evaluation batches). Neighbour lists of the
+training and validation structures are built once. For descriptor potentials (an ``HDNNP``:
+``potential.descriptor`` plus ``potential.atomic_energies_from_features``) the descriptors and
+their derivatives with respect to the pair vectors are also computed once
+(:mod:`mlpot.training.feature_cache`), so an epoch costs only the networks; other potentials run
+through autograd every step.
 
 Every epoch writes ``checkpoint.pt`` (model, optimiser, scheduler, random states, history,
 best model so far) atomically; :meth:`Trainer.fit` with the same ``out_dir`` resumes from it and
@@ -210,6 +213,8 @@ class _Sums:
     n_energy: int = 0
     force_se: float = 0.0
     n_force: int = 0
+    stress_se: float = 0.0
+    n_stress: int = 0
     loss: float = 0.0
     n_batches: int = 0
 
@@ -218,6 +223,22 @@ class _Sums:
 
     def force_rmse(self) -> float:
         return math.sqrt(self.force_se / self.n_force) if self.n_force else math.nan
+
+    def loss_over_set(self, weights: tuple[float, float, float]) -> float:
+        """The loss of the whole set: weighted mean squared errors over all its structures.
+
+        Not the mean of the batch losses, which would weigh a short last batch (one structure
+        of 33 in batches of 16) as much as a full one and make model selection noisy.
+        """
+        w_e, w_f, w_s = weights
+        loss = 0.0
+        if w_e > 0 and self.n_energy:
+            loss += w_e * self.energy_se / self.n_energy
+        if w_f > 0 and self.n_force:
+            loss += w_f * self.force_se / self.n_force
+        if w_s > 0 and self.n_stress:
+            loss += w_s * self.stress_se / self.n_stress
+        return loss
 
 
 def _loss(
@@ -246,7 +267,10 @@ def _loss(
         err = out["stress"] - batch.stress
         mask = torch.isfinite(err)
         if mask.any():
-            loss = loss + w_s * (err[mask] ** 2).mean()
+            se = (err[mask] ** 2).sum()
+            loss = loss + w_s * se / mask.sum()
+            sums.stress_se += float(se.detach())
+            sums.n_stress += int(mask.sum())
     sums.loss += float(loss.detach())
     sums.n_batches += 1
     return loss
@@ -577,7 +601,7 @@ class Trainer:
                 raw = _swap_weights(params, ema) if ema is not None else None  # evaluate the EMA
                 val = self._evaluate(val_engine, selection) if val_engine is not None else None
                 monitored = (
-                    (val.loss / val.n_batches) if val is not None else sums.loss / sums.n_batches
+                    val.loss_over_set(selection) if val is not None else sums.loss / sums.n_batches
                 )
                 if plateau is not None:
                     plateau.step(monitored)
