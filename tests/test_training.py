@@ -349,7 +349,8 @@ def test_weight_average_follows_the_optimiser_steps(si_small, tmp_path, monkeypa
 def test_early_stopping_waits_for_the_energy_stage_and_counts_afresh(si_small, monkeypatch):
     """A validation loss that only rises: without an energy stage training stops after
     ``patience`` epochs past the first selectable one; with one (last 25 % of 16 epochs:
-    epochs 13-16) the best model is chosen within the stage and stopping counts from its start."""
+    epochs 13-16) the best model is chosen within the stage (its second half by default) and
+    stopping counts from there."""
     from mlpot.training import trainer as trainer_module
 
     calls = []
@@ -368,13 +369,28 @@ def test_early_stopping_waits_for_the_energy_stage_and_counts_afresh(si_small, m
         1,
     )
     calls.clear()
-    staged = _config(energy_weight_final=100.0, final_phase_fraction=0.25, **common)
+    staged = _config(
+        energy_weight_final=100.0, final_phase_fraction=0.25, stage_select_after=0.0, **common
+    )
     result = Trainer(RadialToy(), staged, log=lambda s: None).fit(si_small[:12])
     # epochs 1-12 run in full although the loss never improves; the stage starts at epoch 13
     # (progress 0.75), whose model is the best of the stage; two more epochs exhaust patience
     assert result.stopped_because == "early_stopping"
     assert len(result.history) == 15
     assert result.best_epoch == 13
+    # stage_select_after = 0.5 (default): only the stage's second half competes (epochs
+    # 14-16, progress >= 1 - 0.25 * 0.5 = 0.875), so the best is epoch 14, not the stage's
+    # first epoch 13, and patience is counted from it
+    calls.clear()
+    staged = _config(energy_weight_final=100.0, final_phase_fraction=0.25, **common)
+    result = Trainer(RadialToy(), staged, log=lambda s: None).fit(si_small[:12])
+    assert (result.stopped_because, len(result.history), result.best_epoch) == (
+        "early_stopping",
+        16,
+        14,
+    )
+    with pytest.raises(ParameterError, match="stage_select_after"):
+        TrainerConfig(stage_select_after=1.0).validate()
 
 
 def _toy_frames(n: int = 6) -> list:
