@@ -357,7 +357,8 @@ def test_early_stopping_waits_for_the_energy_stage_and_counts_afresh(si_small, m
 
     def rising(self, engine, weights):
         calls.append(weights)
-        return trainer_module._Sums(1.0, 1, 1.0, 1, loss=float(len(calls)), n_batches=1)
+        rising_error = float(len(calls))  # squared energy error of the whole set, rising
+        return trainer_module._Sums(rising_error, 1, 1.0, 1, loss=rising_error, n_batches=1)
 
     monkeypatch.setattr(Trainer, "_evaluate", rising)
     common = dict(max_epochs=16, select_best_after=0.0, early_stopping_patience=2)
