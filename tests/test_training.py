@@ -151,8 +151,11 @@ def test_kill_and_resume_gives_identical_weights(si_small, tmp_path):
     ):
         assert torch.equal(a, b), name
     assert [r["val_loss"] for r in ref.history] == [r["val_loss"] for r in resumed.history]
-    # a checkpoint from other settings is refused with a clear message
-    with pytest.raises(ParameterError, match="different training settings"):
+    # a checkpoint from other settings is refused with a clear message naming them
+    with pytest.raises(
+        ParameterError,
+        match=r"different training settings \(training.max_epochs: 5 in the checkpoint, 7 now\)",
+    ):
         Trainer(RadialToy(), _config(max_epochs=7), out_dir=tmp_path / "b", log=lambda s: None).fit(
             data
         )
@@ -164,6 +167,13 @@ def test_kill_and_resume_gives_identical_weights(si_small, tmp_path):
         Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None).fit(changed)
     with pytest.raises(ParameterError, match="different training or validation structures"):
         Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None).fit(data[:11])
+    # and one written by an mlpot version without a setting of today's
+    checkpoint = tmp_path / "b" / "checkpoint.pt"
+    saved = torch.load(checkpoint, weights_only=False)
+    del saved["trainer_config"]["stage_select_after"]
+    torch.save(saved, checkpoint)
+    with pytest.raises(ParameterError, match=r"stage_select_after: missing in the checkpoint"):
+        Trainer(RadialToy(), config, out_dir=tmp_path / "b", log=lambda s: None).fit(data)
 
 
 def test_missing_forces_with_force_weight_is_a_clear_error(si_small):

@@ -504,7 +504,8 @@ class Trainer:
             if saved.get("trainer_config") != asdict(c):
                 raise ParameterError(
                     f"{checkpoint_path}: this checkpoint was made with different training "
-                    "settings; use a new --out folder or delete the checkpoint to start over"
+                    f"settings ({_settings_difference(saved.get('trainer_config'), asdict(c))}); "
+                    "use a new --out folder or delete the checkpoint to start over"
                 )
             if saved.get("data_sha256", data_sha256) != data_sha256:
                 raise ParameterError(
@@ -764,6 +765,24 @@ def _swap_weights(params: list[torch.Tensor], values: list[torch.Tensor]) -> lis
         for param, value in zip(params, values, strict=True):
             param.copy_(value)
     return previous
+
+
+def _settings_difference(saved: dict | None, current: dict, most: int = 4) -> str:
+    """The settings that differ, as ``key: checkpoint → now`` (``missing`` where a checkpoint
+    of another mlpot version lacks one), at most ``most`` of them named."""
+    saved = saved or {}
+
+    def show(settings: dict, key: str) -> str:
+        return repr(settings[key]) if key in settings else "missing"
+
+    keys = sorted(k for k in set(saved) | set(current) if saved.get(k, ...) != current.get(k, ...))
+    shown = [
+        f"training.{k}: {show(saved, k)} in the checkpoint, {show(current, k)} now"
+        for k in keys[:most]
+    ]
+    if len(keys) > most:
+        shown.append(f"{len(keys) - most} more")
+    return "; ".join(shown)
 
 
 def _schedule_progress(epoch: int, max_epochs: int, time_fraction: float) -> float:
