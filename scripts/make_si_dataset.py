@@ -23,7 +23,10 @@ Modes (see docs/datasets.md):
     settings, seed 0), run its NVT MD of 16-atom liquid cells and write the snapshots to
     ``data_generation/si_liquid_md_candidates.extxyz``, the positions of the appended
     ``liquid_md`` candidates (a file, because they depend on the trained sampler); a later
-    run without options computes them. Not part of the bundle yet (docs/datasets.md).
+    run without options computes them (bundled since 2026-12-07; their positions are kept in
+    ``scripts/liquid_md/``). ``--liquid-group liquid_md2`` samples a second round the same way
+    with a sampler trained on every candidate before it (the 305 and ``liquid_md``), written
+    to ``data_generation/si_liquid_md2_candidates.extxyz``.
 ``--finalize``
     Write the bundled file ``src/mlpot/datasets/si_gpaw.extxyz.gz`` (sorted by index, gzip with
     mtime 0) and ``si_gpaw.json`` (provenance: versions, settings, groups, seed, wall times,
@@ -42,7 +45,9 @@ Einstein-model estimate, plus small cell fluctuations), ``vacancy`` / ``intersti
 liquid density with a minimum distance, rattled at 2000–3000 K). The candidate list interleaves
 these groups in proportion to their size, so every prefix is a balanced data set. Groups added
 later follow them (``APPENDED_GROUPS``), so earlier indices stay: ``liquid_md`` (16-atom liquid
-cells at 1800–2600 K, snapshots of MD driven by an HDNNP trained on the first 305).
+cells at 1800–2600 K, snapshots of MD driven by an HDNNP trained on the first 305) and
+``liquid_md2`` (the same, sampled by an HDNNP trained on the 305 and ``liquid_md``; empty until
+sampled).
 """
 
 from __future__ import annotations
@@ -143,9 +148,16 @@ GROUP_DESCRIPTIONS = {
     "si_liquid_md_candidates.extxyz.gz (written by --sample-liquid, sampler 4c2d9a2bfa8f), "
     "appended after the first 305 candidates",
 }
+GROUP_DESCRIPTIONS["liquid_md2"] = (
+    "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), sampled "
+    "by an HDNNP trained on every candidate before this group (the 305 and liquid_md: a second "
+    "round of active learning); positions in scripts/liquid_md/si_liquid_md2_candidates.extxyz.gz "
+    "(--sample-liquid --liquid-group liquid_md2)"
+)
 # Groups added after the first bundle, appended after the interleaved candidates so that the
-# earlier indices and structures stay as they were.
-APPENDED_GROUPS = ("liquid_md",)
+# earlier indices and structures stay as they were: rounds of MD-sampled liquid, each sampled
+# by an HDNNP trained on every candidate before it.
+APPENDED_GROUPS = ("liquid_md", "liquid_md2")
 # The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes them
 # to this file (each frame's info records its trajectory, time and the sampler's SHA-256); the
 # group comes from KEPT_LIQUID_MD_FILE while the file does not exist.
@@ -154,6 +166,10 @@ LIQUID_MD_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md_candidates.extxyz"
 # LIQUID_MD_FILE does not exist (a clean checkout), so the candidates match the bundle
 KEPT_LIQUID_MD_FILE = (
     Path(__file__).resolve().parent / "liquid_md" / "si_liquid_md_candidates.extxyz.gz"
+)
+LIQUID_MD2_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md2_candidates.extxyz"
+KEPT_LIQUID_MD2_FILE = (
+    Path(__file__).resolve().parent / "liquid_md" / "si_liquid_md2_candidates.extxyz.gz"
 )
 LIQUID_MD = {
     "atoms": 16,
@@ -352,25 +368,41 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
     return groups
 
 
+def liquid_files(group: str) -> tuple[Path, Path]:
+    """(working file written by --sample-liquid, kept file in the repository) of a round."""
+    if group == "liquid_md":
+        return LIQUID_MD_FILE, KEPT_LIQUID_MD_FILE
+    if group == "liquid_md2":
+        return LIQUID_MD2_FILE, KEPT_LIQUID_MD2_FILE
+    raise SystemExit(f"unknown liquid group {group!r}; choose one of {', '.join(APPENDED_GROUPS)}")
+
+
 def build_appended_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
-    """Groups appended after the interleaved candidates; ``liquid_md`` comes from
-    LIQUID_MD_FILE (written by --sample-liquid) or, without it, from KEPT_LIQUID_MD_FILE (the
-    bundled ones), and is empty where neither holds this seed's."""
-    liquid_md = []
-    source = LIQUID_MD_FILE if LIQUID_MD_FILE.exists() else KEPT_LIQUID_MD_FILE
-    if source.exists():
+    """Groups appended after the interleaved candidates, in APPENDED_GROUPS order. Each liquid
+    round comes from its working file (written by --sample-liquid) or, without it, from its
+    kept file (the bundled ones), and is empty where neither holds this seed's; a round is
+    also empty while an earlier one is (its sampler was trained on the earlier rounds)."""
+    groups: dict[str, list[tuple[Atoms, dict]]] = {}
+    for group in APPENDED_GROUPS:
+        earlier_empty = any(not members for members in groups.values())
+        groups[group] = []
+        working, kept = liquid_files(group)
+        source = working if working.exists() else kept
+        if earlier_empty or not source.exists():
+            continue
         for atoms in ase.io.read(source, index=":", format="extxyz"):
             if int(atoms.info["seed"]) != seed:  # another seed's data: sample it anew
-                return {"liquid_md": []}
+                groups[group] = []
+                break
             extra = {
                 key: atoms.info[key]
                 for key in ("density_g_cm3", "temperature", "trajectory", "time_fs")
             }
             extra["kpts_fixed"] = LIQUID_MD["kpts"]
-            liquid_md.append(
+            groups[group].append(
                 (Atoms(atoms.symbols, atoms.positions, cell=atoms.cell, pbc=True), extra)
             )
-    return {"liquid_md": liquid_md}
+    return groups
 
 
 def build_base_candidates(seed: int) -> list[Atoms]:
@@ -967,9 +999,24 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
+def sampler_training_candidates(seed: int, group: str) -> list[Atoms]:
+    """The candidates a liquid round's sampler is trained on: all those before its group."""
+    rank = APPENDED_GROUPS.index(group)
+    if rank == 0:
+        return build_base_candidates(seed)
+    later = set(APPENDED_GROUPS[rank:])
+    earlier = [a for a in build_candidates(seed) if a.info["group"] not in later]
+    if not any(a.info["group"] == APPENDED_GROUPS[rank - 1] for a in earlier):
+        raise SystemExit(
+            f"{group}: sample and compute {APPENDED_GROUPS[rank - 1]} first (its sampler is "
+            "trained on every group before it)"
+        )
+    return earlier
+
+
 def sample_liquid(args) -> int:
-    """Train the liquid sampler on the computed first candidates, run its MD, write
-    LIQUID_MD_FILE (the positions of the ``liquid_md`` candidates)."""
+    """Train a liquid round's sampler on the computed candidates before its group, run its
+    MD, write the round's working file (the positions of its candidates)."""
     import hashlib
 
     import mlpot
@@ -977,8 +1024,10 @@ def sample_liquid(args) -> int:
     from mlpot.data.io import read_structures
     from mlpot.demo import run_demo
 
+    group = args.liquid_group
+    target, _ = liquid_files(group)
     output = Path(args.output)
-    base = build_base_candidates(args.seed)
+    base = sampler_training_candidates(args.seed, group)
     frames = [frame for frame in read_done(output) if int(frame.info["index"]) < len(base)]
     check_against_candidates(frames, base, output)
     unique = {int(frame.info["index"]): frame for frame in reversed(frames)}
@@ -987,7 +1036,7 @@ def sample_liquid(args) -> int:
             f"{output}: {len(unique)} of the first {len(base)} candidates computed; compute "
             f"them all (--limit {len(base)}) before sampling the liquid"
         )
-    work = output.parent / "liquid_sampler"
+    work = output.parent / ("liquid_sampler" if group == "liquid_md" else f"{group}_sampler")
     work.mkdir(parents=True, exist_ok=True)
     train_file = work / "train.extxyz"
     train_text = "".join(frame_text(unique[i]) for i in sorted(unique))
@@ -1007,7 +1056,7 @@ def sample_liquid(args) -> int:
     potential = mlpot.load(model_path)
 
     md = LIQUID_MD
-    rng = np.random.default_rng([args.seed, 2])
+    rng = np.random.default_rng([args.seed, 2 + APPENDED_GROUPS.index(group)])
     steps = md["equilibration_fs"] + md["snapshots_per_trajectory"] * md["interval_fs"]
     samples = []
     for trajectory in range(md["trajectories"]):
@@ -1060,8 +1109,8 @@ def sample_liquid(args) -> int:
         )
     # snapshot-major order: any prefix covers every temperature and density
     samples.sort(key=lambda atoms: (atoms.info["time_fs"], atoms.info["trajectory"]))
-    atomic_write_text(LIQUID_MD_FILE, "".join(frame_text(atoms) for atoms in samples))
-    print(f"wrote {LIQUID_MD_FILE} ({len(samples)} structures; sampler {sampler_sha[:12]})")
+    atomic_write_text(target, "".join(frame_text(atoms) for atoms in samples))
+    print(f"wrote {target} ({len(samples)} structures; sampler {sampler_sha[:12]})")
     return 0
 
 
@@ -1101,6 +1150,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="drop computed frames whose candidate changed (generator update) and compute the "
         "new candidates",
+    )
+    parser.add_argument(
+        "--liquid-group",
+        default=APPENDED_GROUPS[0],
+        choices=APPENDED_GROUPS,
+        help="with --sample-liquid: the round to sample (liquid_md2: a sampler trained on the "
+        "305 and liquid_md)",
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -158,6 +158,8 @@ def generator():
     # kept positions of the bundled ones (test_kept_liquid_candidates_match_the_bundle)
     module.LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz"
     module.KEPT_LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz.gz"
+    module.LIQUID_MD2_FILE = REPO / "no-such-dir" / "si_liquid_md2_candidates.extxyz"
+    module.KEPT_LIQUID_MD2_FILE = REPO / "no-such-dir" / "si_liquid_md2_candidates.extxyz.gz"
     return module
 
 
@@ -183,7 +185,7 @@ def test_candidates_deterministic_balanced_and_physical(generator):
         in_prefix = sum(a.info["group"] == g for a in first[:100])
         assert abs(in_prefix - 100 * counts[g] / len(base)) <= 1.5
     # Without MD samples for this seed (none on a clean checkout) the appended group is empty.
-    assert generator.build_appended_groups(7) == {"liquid_md": []}
+    assert generator.build_appended_groups(7) == {g: [] for g in generator.APPENDED_GROUPS}
     # Physical sanity: no two atoms closer than 1.7 Å (Si dimer bond 2.25 Å), defects right.
     for atoms in first:
         if len(atoms) > 1:
@@ -284,7 +286,66 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
         assert atoms.info["index"] == len(base) + index and atoms.info["group"] == "liquid_md"
         assert atoms.info["kpts_fixed"] == generator.LIQUID_MD["kpts"]
         np.testing.assert_allclose(atoms.positions, sample.positions, atol=1e-12)
-    assert generator.build_appended_groups(seed + 1) == {"liquid_md": []}  # another seed's
+    # another seed's samples: none
+    assert generator.build_appended_groups(seed + 1) == {g: [] for g in generator.APPENDED_GROUPS}
+
+
+def test_second_liquid_round_is_sampled_by_a_model_of_everything_before_it(
+    generator, tmp_path, monkeypatch
+):
+    """--sample-liquid --liquid-group liquid_md2: refused until liquid_md is sampled and
+    computed; then its sampler trains on the interleaved candidates and liquid_md, and its
+    snapshots (another random stream) are appended after liquid_md without moving it."""
+    import mlpot.demo
+    from mlpot.models.pair import LennardJones
+
+    seed = generator.DEFAULT_SEED
+    full = generator.build_groups(seed)
+    tiny = {"rattle8": full["rattle8"][:2], "eos": full["eos"][:1]}
+    monkeypatch.setattr(generator, "build_groups", lambda seed: tiny)
+    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "round1.extxyz")
+    monkeypatch.setattr(generator, "LIQUID_MD2_FILE", tmp_path / "round2.extxyz")
+    md = dict(generator.LIQUID_MD, trajectories=2, equilibration_fs=40, interval_fs=20)
+    monkeypatch.setattr(generator, "LIQUID_MD", md)
+    trainings = []
+
+    def fake_training(out_dir, structures, seed, **kwargs):  # a stand-in sampler: LJ "Si"
+        trainings.append(len(structures))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        LennardJones(0.3, 2.1, 5.0, elements=(14,)).save(Path(out_dir) / "model.pt")
+
+    monkeypatch.setattr(mlpot.demo, "run_demo", fake_training)
+    output = tmp_path / "work.extxyz"
+    rng = np.random.default_rng(2)
+
+    def compute_all():
+        done = {int(a.info["index"]) for a in generator.read_done(output)}
+        for atoms in generator.build_candidates(seed):
+            if atoms.info["index"] not in done:
+                frame = generator.result_atoms(atoms, _fake_result(atoms, rng))
+                generator.append_frame(output, frame)
+
+    round2 = ["--sample-liquid", "--liquid-group", "liquid_md2", "--output", str(output)]
+    compute_all()
+    with pytest.raises(SystemExit, match="sample and compute liquid_md first"):
+        generator.main(round2)
+    assert generator.main(["--sample-liquid", "--output", str(output)]) == 0
+    first = generator.build_candidates(seed)
+    assert [a.info["group"] for a in first[3:]] == ["liquid_md"] * 4
+    compute_all()
+    assert generator.main(round2) == 0
+    assert trainings == [3, 7]  # round 1 on the 3 interleaved, round 2 on those and round 1
+    both = generator.build_candidates(seed)
+    assert [a.info["group"] for a in both] == [a.info["group"] for a in first] + ["liquid_md2"] * 4
+    assert [a.info["index"] for a in both] == list(range(11))
+    for a, b in zip(first, both, strict=False):  # round 1 and the rest stay where they were
+        np.testing.assert_array_equal(a.positions, b.positions)
+    for a, b in zip(both[3:7], both[7:], strict=True):  # other starting packings
+        assert not np.allclose(a.positions, b.positions)
+    assert all(a.info["kpts_fixed"] == md["kpts"] for a in both[7:])
+    # without round 1's samples, round 2 is left out too (its sampler was trained on them)
+    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "absent.extxyz")
+    assert [len(v) for v in generator.build_appended_groups(seed).values()] == [0, 0]
 
 
 def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
