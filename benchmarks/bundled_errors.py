@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         by_index = {int(a.info["index"]): a for a in read_structures(args.data, format="extxyz")}
         frames = [by_index.get(int(a.info["index"]), a) for a in frames]  # missing: bundled
-    _, test = split_by_structure(len(frames), DemoSettings().test_fraction, args.seed)
+    groups = [str(a.info.get("group", "")) for a in frames]
+    _, test = split_by_structure(len(frames), DemoSettings().test_fraction, args.seed, groups)
     test = set(int(i) for i in test)
     p = predict(mlpot.load(args.model), frames, stress=False)
     labels = [

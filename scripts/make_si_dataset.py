@@ -24,9 +24,9 @@ Modes (see docs/datasets.md):
     ``data_generation/si_liquid_md_candidates.extxyz``, the positions of the appended
     ``liquid_md`` candidates (a file, because they depend on the trained sampler); a later
     run without options computes them (bundled since 2026-12-07; their positions are kept in
-    ``scripts/liquid_md/``). ``--liquid-group liquid_md2`` samples a second round the same way
-    with a sampler trained on every candidate before it (the 305 and ``liquid_md``), written
-    to ``data_generation/si_liquid_md2_candidates.extxyz``.
+    ``scripts/liquid_md/``). ``--liquid-group liquid_md2`` (``liquid_md3``) samples a further
+    round the same way with a sampler trained on every candidate before it, written to
+    ``data_generation/si_liquid_md2_candidates.extxyz`` (``..._md3_...``).
 ``--finalize``
     Write the bundled file ``src/mlpot/datasets/si_gpaw.extxyz.gz`` (sorted by index, gzip with
     mtime 0) and ``si_gpaw.json`` (provenance: versions, settings, groups, seed, wall times,
@@ -46,8 +46,8 @@ liquid density with a minimum distance, rattled at 2000–3000 K). The candidate
 these groups in proportion to their size, so every prefix is a balanced data set. Groups added
 later follow them (``APPENDED_GROUPS``), so earlier indices stay: ``liquid_md`` (16-atom liquid
 cells at 1800–2600 K, snapshots of MD driven by an HDNNP trained on the first 305) and
-``liquid_md2`` (the same, sampled by an HDNNP trained on the 305 and ``liquid_md``; empty until
-sampled).
+``liquid_md2``, ``liquid_md3`` (the same, each sampled by an HDNNP trained on every candidate
+before it; empty until sampled).
 """
 
 from __future__ import annotations
@@ -154,23 +154,29 @@ GROUP_DESCRIPTIONS["liquid_md2"] = (
     "round of active learning); positions in scripts/liquid_md/si_liquid_md2_candidates.extxyz.gz "
     "(--sample-liquid --liquid-group liquid_md2)"
 )
+GROUP_DESCRIPTIONS["liquid_md3"] = (
+    "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), sampled "
+    "by an HDNNP trained on every candidate before this group (the 305, liquid_md and "
+    "liquid_md2: a third round of active learning); positions in scripts/liquid_md/"
+    "si_liquid_md3_candidates.extxyz.gz (--sample-liquid --liquid-group liquid_md3)"
+)
 # Groups added after the first bundle, appended after the interleaved candidates so that the
 # earlier indices and structures stay as they were: rounds of MD-sampled liquid, each sampled
 # by an HDNNP trained on every candidate before it.
-APPENDED_GROUPS = ("liquid_md", "liquid_md2")
-# The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes them
-# to this file (each frame's info records its trajectory, time and the sampler's SHA-256); the
-# group comes from KEPT_LIQUID_MD_FILE while the file does not exist.
-LIQUID_MD_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md_candidates.extxyz"
-# the positions of the bundled liquid_md candidates, kept in the repository: used where
-# LIQUID_MD_FILE does not exist (a clean checkout), so the candidates match the bundle
-KEPT_LIQUID_MD_FILE = (
-    Path(__file__).resolve().parent / "liquid_md" / "si_liquid_md_candidates.extxyz.gz"
-)
-LIQUID_MD2_FILE = DEFAULT_OUTPUT.parent / "si_liquid_md2_candidates.extxyz"
-KEPT_LIQUID_MD2_FILE = (
-    Path(__file__).resolve().parent / "liquid_md" / "si_liquid_md2_candidates.extxyz.gz"
-)
+APPENDED_GROUPS = ("liquid_md", "liquid_md2", "liquid_md3")
+# The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes a
+# round's to its working file (each frame's info records its trajectory, time and the
+# sampler's SHA-256). Where the working file does not exist (a clean checkout) the round
+# comes from its kept file in the repository, the positions of its bundled candidates, so
+# the candidates match the bundle. Per round: (working file, kept file).
+KEPT_LIQUID_DIR = Path(__file__).resolve().parent / "liquid_md"
+LIQUID_FILES = {
+    group: (
+        DEFAULT_OUTPUT.parent / f"si_{group}_candidates.extxyz",
+        KEPT_LIQUID_DIR / f"si_{group}_candidates.extxyz.gz",
+    )
+    for group in APPENDED_GROUPS
+}
 LIQUID_MD = {
     "atoms": 16,
     "trajectories": 12,
@@ -370,11 +376,11 @@ def build_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
 
 def liquid_files(group: str) -> tuple[Path, Path]:
     """(working file written by --sample-liquid, kept file in the repository) of a round."""
-    if group == "liquid_md":
-        return LIQUID_MD_FILE, KEPT_LIQUID_MD_FILE
-    if group == "liquid_md2":
-        return LIQUID_MD2_FILE, KEPT_LIQUID_MD2_FILE
-    raise SystemExit(f"unknown liquid group {group!r}; choose one of {', '.join(APPENDED_GROUPS)}")
+    if group not in LIQUID_FILES:
+        raise SystemExit(
+            f"unknown liquid group {group!r}; choose one of {', '.join(APPENDED_GROUPS)}"
+        )
+    return LIQUID_FILES[group]
 
 
 def build_appended_groups(seed: int) -> dict[str, list[tuple[Atoms, dict]]]:
@@ -1155,8 +1161,8 @@ def main(argv: list[str] | None = None) -> int:
         "--liquid-group",
         default=APPENDED_GROUPS[0],
         choices=APPENDED_GROUPS,
-        help="with --sample-liquid: the round to sample (liquid_md2: a sampler trained on the "
-        "305 and liquid_md)",
+        help="with --sample-liquid: the round to sample (liquid_md2, liquid_md3: a sampler "
+        "trained on every candidate before the round)",
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -156,11 +156,20 @@ def generator():
     spec.loader.exec_module(module)
     # no MD-sampled liquid: neither a working file (data_generation/ may hold one) nor the
     # kept positions of the bundled ones (test_kept_liquid_candidates_match_the_bundle)
-    module.LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz"
-    module.KEPT_LIQUID_MD_FILE = REPO / "no-such-dir" / "si_liquid_md_candidates.extxyz.gz"
-    module.LIQUID_MD2_FILE = REPO / "no-such-dir" / "si_liquid_md2_candidates.extxyz"
-    module.KEPT_LIQUID_MD2_FILE = REPO / "no-such-dir" / "si_liquid_md2_candidates.extxyz.gz"
+    module.LIQUID_FILES = {
+        group: (
+            REPO / "no-such-dir" / f"si_{group}_candidates.extxyz",
+            REPO / "no-such-dir" / f"si_{group}_candidates.extxyz.gz",
+        )
+        for group in module.APPENDED_GROUPS
+    }
     return module
+
+
+def _use_working_file(generator, monkeypatch, group, path):
+    """Make ``path`` the working file of liquid round ``group`` (kept file unchanged)."""
+    _, kept = generator.LIQUID_FILES[group]
+    monkeypatch.setitem(generator.LIQUID_FILES, group, (path, kept))
 
 
 def test_candidates_deterministic_balanced_and_physical(generator):
@@ -237,7 +246,7 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
     for atoms in base[:2]:
         generator.append_frame(output, generator.result_atoms(atoms, _fake_result(atoms, rng)))
     monkeypatch.setattr(generator, "build_base_candidates", lambda seed: base[:2])
-    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "liquid_md.extxyz")
+    _use_working_file(generator, monkeypatch, "liquid_md", tmp_path / "liquid_md.extxyz")
     md = dict(generator.LIQUID_MD, trajectories=2, equilibration_fs=40, interval_fs=20)
     monkeypatch.setattr(generator, "LIQUID_MD", md)
     trainings = []
@@ -278,7 +287,7 @@ def test_liquid_sampler_appends_md_snapshots(generator, tmp_path, monkeypatch):
     assert trainings == [2, 3]
 
     monkeypatch.undo()
-    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "liquid_md.extxyz")
+    _use_working_file(generator, monkeypatch, "liquid_md", tmp_path / "liquid_md.extxyz")
     candidates = generator.build_candidates(seed)
     assert len(candidates) == len(base) + len(samples)
     assert candidates[: len(base)] == base
@@ -303,8 +312,8 @@ def test_second_liquid_round_is_sampled_by_a_model_of_everything_before_it(
     full = generator.build_groups(seed)
     tiny = {"rattle8": full["rattle8"][:2], "eos": full["eos"][:1]}
     monkeypatch.setattr(generator, "build_groups", lambda seed: tiny)
-    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "round1.extxyz")
-    monkeypatch.setattr(generator, "LIQUID_MD2_FILE", tmp_path / "round2.extxyz")
+    _use_working_file(generator, monkeypatch, "liquid_md", tmp_path / "round1.extxyz")
+    _use_working_file(generator, monkeypatch, "liquid_md2", tmp_path / "round2.extxyz")
     md = dict(generator.LIQUID_MD, trajectories=2, equilibration_fs=40, interval_fs=20)
     monkeypatch.setattr(generator, "LIQUID_MD", md)
     trainings = []
@@ -343,9 +352,22 @@ def test_second_liquid_round_is_sampled_by_a_model_of_everything_before_it(
     for a, b in zip(both[3:7], both[7:], strict=True):  # other starting packings
         assert not np.allclose(a.positions, b.positions)
     assert all(a.info["kpts_fixed"] == md["kpts"] for a in both[7:])
-    # without round 1's samples, round 2 is left out too (its sampler was trained on them)
-    monkeypatch.setattr(generator, "LIQUID_MD_FILE", tmp_path / "absent.extxyz")
-    assert [len(v) for v in generator.build_appended_groups(seed).values()] == [0, 0]
+    # a third round: its sampler trains on everything before it, its snapshots go last
+    _use_working_file(generator, monkeypatch, "liquid_md3", tmp_path / "round3.extxyz")
+    round3 = ["--sample-liquid", "--liquid-group", "liquid_md3", "--output", str(output)]
+    with pytest.raises(SystemExit, match="7 of the first 11 candidates computed"):
+        generator.main(round3)  # round 2 sampled, not computed yet
+    compute_all()
+    assert generator.main(round3) == 0
+    assert trainings == [3, 7, 11]
+    three = generator.build_candidates(seed)
+    assert [a.info["group"] for a in three[11:]] == ["liquid_md3"] * 4
+    for a, b in zip(both, three, strict=False):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    assert not np.allclose(three[7].positions, three[11].positions)
+    # without round 1's samples, later rounds are left out too (their samplers saw them)
+    _use_working_file(generator, monkeypatch, "liquid_md", tmp_path / "absent.extxyz")
+    assert [len(v) for v in generator.build_appended_groups(seed).values()] == [0, 0, 0]
 
 
 def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
@@ -355,12 +377,11 @@ def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
     if not BUNDLED_SI.is_file():
         pytest.skip("no bundled data set")
     kept = REPO / "scripts" / "liquid_md"
-    monkeypatch.setattr(
-        generator, "KEPT_LIQUID_MD_FILE", kept / "si_liquid_md_candidates.extxyz.gz"
-    )
-    monkeypatch.setattr(
-        generator, "KEPT_LIQUID_MD2_FILE", kept / "si_liquid_md2_candidates.extxyz.gz"
-    )
+    for group in generator.APPENDED_GROUPS:
+        working, _ = generator.LIQUID_FILES[group]
+        monkeypatch.setitem(
+            generator.LIQUID_FILES, group, (working, kept / f"si_{group}_candidates.extxyz.gz")
+        )
     candidates = generator.build_candidates(generator.DEFAULT_SEED)
     record = json.loads(BUNDLED_SI_PROVENANCE.read_text())
     assert len(candidates) == record["n_candidates"] == record["n_structures"]

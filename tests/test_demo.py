@@ -18,6 +18,7 @@ from mlpot.demo import (
     radial_distribution,
     split_by_structure,
 )
+from mlpot.errors import ParameterError
 
 
 def test_rdf_of_diamond_has_its_shells_and_coordination_numbers():
@@ -43,6 +44,29 @@ def test_peak_positions_and_split():
     rest, test = split_by_structure(50, 0.1, seed=3)
     assert len(test) == 5 and sorted(rest + test) == list(range(50))
     assert split_by_structure(50, 0.1, seed=3) == (rest, test)
+
+
+def test_stratified_split_gives_each_group_its_share():
+    """With group labels every group contributes test_fraction of its size (rounded by the
+    largest remainders), whatever the seed; with one group it is the plain seeded split."""
+    groups = ["crystal"] * 120 + ["liquid"] * 24 + ["defect"] * 30 + ["eos"] * 17
+    rng = np.random.default_rng(5)
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    n = len(groups)
+    tests = []
+    for seed in range(6):
+        rest, test = split_by_structure(n, 0.1, seed, groups)
+        assert sorted(rest + test) == list(range(n)) and len(test) == round(0.1 * n)
+        for g in set(groups):
+            size = groups.count(g)
+            count = sum(groups[i] == g for i in test)
+            assert np.floor(0.1 * size) <= count <= np.ceil(0.1 * size), (seed, g, count)
+        assert split_by_structure(n, 0.1, seed, groups) == (rest, test)
+        tests.append(test)
+    assert len({tuple(t) for t in tests}) == 6  # the seed picks the members
+    assert split_by_structure(50, 0.1, 3, ["all"] * 50) == split_by_structure(50, 0.1, 3)
+    with pytest.raises(ParameterError, match="49 group labels for 50 structures"):
+        split_by_structure(50, 0.1, 3, ["all"] * 49)
 
 
 @pytest.mark.skipif(not BUNDLED_SI.is_file(), reason="bundled Si data not generated")

@@ -1,9 +1,10 @@
 """``mlpot demo``: the whole idea on the bundled DFT silicon data, in a few minutes.
 
 Stages (each reports progress): read the bundled GPAW/PBE Si set → seeded split by structure
-into train / validation / test → train the default HDNNP (ACSF, per-element MLP) → error table
-(energy, forces, stress) and plots → 1 ps NVT MD (Langevin, 1000 K) of 64-atom diamond Si with
-the trained model → radial distribution function peaks against the diamond shells.
+into train / validation / test (the test split stratified by group) → train the default HDNNP
+(ACSF, per-element MLP) → error table (energy, forces, stress) and plots → 1 ps NVT MD
+(Langevin, 1000 K) of 64-atom diamond Si with the trained model → radial distribution
+function peaks against the diamond shells.
 
 Everything goes into one folder; a killed demo resumes training from its checkpoint.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +66,36 @@ class DemoSettings:
         )
 
 
-def split_by_structure(n: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of ``n`` structures into (rest, test) index lists, both sorted."""
+def split_by_structure(
+    n: int, test_fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Seeded split of ``n`` structures into (rest, test) index lists, both sorted.
+
+    With ``groups`` (one label per structure) the split is stratified: each group gives the
+    test set its share, ``test_fraction`` of its size (largest remainders, then the seeded
+    order, decide the rounding), so the test set has the data set's composition whatever the
+    seed. Without it, the test structures are a seeded random draw.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise ParameterError(f"test fraction must be in (0, 1), got {test_fraction}")
     n_test = min(max(int(round(test_fraction * n)), 1), n - 1)
     order = np.random.default_rng(seed + 7919).permutation(n)
-    return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
+    if groups is None:
+        return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
+    if len(groups) != n:
+        raise ParameterError(f"{len(groups)} group labels for {n} structures")
+    members: dict[str, list[int]] = {}
+    for i in order.tolist():  # each group's members in the seeded order
+        members.setdefault(groups[i], []).append(i)
+    quota = {g: test_fraction * len(m) for g, m in members.items()}
+    take = {g: int(np.floor(q)) for g, q in quota.items()}
+    # the remaining test places go to the largest remainders (ties: the group met first)
+    by_remainder = sorted(members, key=lambda g: -(quota[g] - take[g]))
+    for g in by_remainder[: n_test - sum(take.values())]:
+        take[g] += 1
+    test = sorted(i for g, m in members.items() for i in m[: take[g]])
+    chosen = set(test)
+    return [i for i in range(n) if i not in chosen], test
 
 
 def radial_distribution(
@@ -151,7 +176,11 @@ def run_demo(
         keep = np.random.default_rng(seed).permutation(len(structures))
         keep = sorted(keep[: max(int(settings.data_fraction * len(structures)), 10)].tolist())
         structures = [structures[i] for i in keep]
-    rest_idx, test_idx = split_by_structure(len(structures), settings.test_fraction, seed)
+    # stratified by group (frames without one form a single group): the test split has the
+    # data set's composition on every seed, so its figures do not hinge on how many of the
+    # hardest structures (the liquid) a random draw happens to put there
+    groups = [str(a.info.get("group", "")) for a in structures]
+    rest_idx, test_idx = split_by_structure(len(structures), settings.test_fraction, seed, groups)
     rest = [structures[i] for i in rest_idx]
     test = [structures[i] for i in test_idx]
     n_atoms = sum(len(a) for a in structures)
