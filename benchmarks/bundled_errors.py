@@ -22,7 +22,7 @@ import argparse
 import mlpot
 from mlpot.data.io import read_structures
 from mlpot.datasets import load_bundled_si
-from mlpot.demo import DemoSettings, split_by_structure
+from mlpot.demo import DemoSettings, demo_test_split
 from mlpot.training.metrics import format_metrics, metrics_by_group, predict
 
 
@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         by_index = {int(a.info["index"]): a for a in read_structures(args.data, format="extxyz")}
         frames = [by_index.get(int(a.info["index"]), a) for a in frames]  # missing: bundled
-    groups = [str(a.info.get("group", "")) for a in frames]
-    _, test = split_by_structure(len(frames), DemoSettings().test_fraction, args.seed, groups)
+    _, test = demo_test_split(frames, DemoSettings().test_fraction, args.seed)
     test = set(int(i) for i in test)
     p = predict(mlpot.load(args.model), frames, stress=False)
     labels = [

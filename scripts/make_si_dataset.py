@@ -148,22 +148,21 @@ GROUP_DESCRIPTIONS = {
     "si_liquid_md_candidates.extxyz.gz (written by --sample-liquid, sampler 4c2d9a2bfa8f), "
     "appended after the first 305 candidates",
 }
-GROUP_DESCRIPTIONS["liquid_md2"] = (
-    "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), sampled "
-    "by an HDNNP trained on every candidate before this group (the 305 and liquid_md: a second "
-    "round of active learning); positions in scripts/liquid_md/si_liquid_md2_candidates.extxyz.gz "
-    "(--sample-liquid --liquid-group liquid_md2)"
-)
-GROUP_DESCRIPTIONS["liquid_md3"] = (
-    "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), sampled "
-    "by an HDNNP trained on every candidate before this group (the 305, liquid_md and "
-    "liquid_md2: a third round of active learning); positions in scripts/liquid_md/"
-    "si_liquid_md3_candidates.extxyz.gz (--sample-liquid --liquid-group liquid_md3)"
-)
 # Groups added after the first bundle, appended after the interleaved candidates so that the
 # earlier indices and structures stay as they were: rounds of MD-sampled liquid, each sampled
 # by an HDNNP trained on every candidate before it.
 APPENDED_GROUPS = ("liquid_md", "liquid_md2", "liquid_md3")
+# later rounds: described from their place in the sequence (what their sampler saw)
+for _rank, _group in enumerate(APPENDED_GROUPS[1:], start=1):
+    _before = ["the 305", *APPENDED_GROUPS[:_rank]]
+    _ordinal = ("second", "third", "fourth")[_rank - 1]
+    GROUP_DESCRIPTIONS[_group] = (
+        "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), "
+        "sampled by an HDNNP trained on every candidate before this group "
+        f"({', '.join(_before[:-1])} and {_before[-1]}: a {_ordinal} "
+        f"round of active learning); positions in scripts/liquid_md/si_{_group}_candidates."
+        f"extxyz.gz (--sample-liquid --liquid-group {_group})"
+    )
 # The MD-sampled liquid: positions depend on a trained sampler, so --sample-liquid writes a
 # round's to its working file (each frame's info records its trajectory, time and the
 # sampler's SHA-256). Where the working file does not exist (a clean checkout) the round

@@ -98,6 +98,17 @@ def split_by_structure(
     return [i for i in range(n) if i not in chosen], test
 
 
+def demo_test_split(
+    structures: Sequence[ase.Atoms], test_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """The demo's (rest, test) split: :func:`split_by_structure` stratified by each frame's
+    ``info["group"]`` (frames without one form a single group), so every seed's test split
+    has the data set's composition and its figures do not hinge on how many of the hardest
+    structures (the liquid) a random draw puts there."""
+    groups = [str(a.info.get("group", "")) for a in structures]
+    return split_by_structure(len(structures), test_fraction, seed, groups)
+
+
 def radial_distribution(
     frames: list[ase.Atoms], r_max: float, bin_width: float = 0.02
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -176,11 +187,7 @@ def run_demo(
         keep = np.random.default_rng(seed).permutation(len(structures))
         keep = sorted(keep[: max(int(settings.data_fraction * len(structures)), 10)].tolist())
         structures = [structures[i] for i in keep]
-    # stratified by group (frames without one form a single group): the test split has the
-    # data set's composition on every seed, so its figures do not hinge on how many of the
-    # hardest structures (the liquid) a random draw happens to put there
-    groups = [str(a.info.get("group", "")) for a in structures]
-    rest_idx, test_idx = split_by_structure(len(structures), settings.test_fraction, seed, groups)
+    rest_idx, test_idx = demo_test_split(structures, settings.test_fraction, seed)
     rest = [structures[i] for i in rest_idx]
     test = [structures[i] for i in test_idx]
     n_atoms = sum(len(a) for a in structures)
