@@ -243,3 +243,26 @@ def test_sample_nnp_path_learns_and_runs_on_the_fly(shared_data, tmp_path):
         direct = float(net(features, model.scaling, model.scaling_range).sum())
     on_the_fly = float(model.compute(atoms, forces=False)["energy"][0])
     assert on_the_fly == pytest.approx(direct, abs=1e-8 * len(atoms))
+
+
+def test_polish_on_cached_features_reports_the_saved_models_loss(si_files, tmp_path):
+    """training.polish_iterations on the HDNNP's feature cache (trained in float32, polished in
+    float64): the saved model's validation loss, recomputed from its metrics, is the loss the
+    polish reports, and it is no higher than the schedule's model's."""
+    from mlpot.training.workflow import read_data, train_structures
+
+    config = Config.from_yaml(si_files / "config.yaml")
+    config.training.polish_iterations = 40
+    config.training.polish_patience = 40
+    structures = read_data(si_files / "train.extxyz", config)
+    metrics = train_structures(structures, tmp_path, config=config, seed=0, log=lambda *a: None)
+    report = metrics["polish"]
+    assert report["iterations"] == 40 and report["loss_after"] <= report["loss_before"]
+    validation = metrics["validation"]
+    recomputed = (
+        config.training.energy_weight_final * (validation["energy_rmse_mev_per_atom"] / 1000) ** 2
+        + validation["force_rmse_ev_per_angstrom"] ** 2
+    )
+    # to the float32 rounding of the cached descriptors the polish started from
+    assert recomputed == pytest.approx(report["loss_after"], rel=1e-4)
+    assert json.loads((tmp_path / "metrics.json").read_text())["polish"] == report

@@ -75,6 +75,7 @@ def _config(**changes) -> TrainerConfig:
         warmup_epochs=0,
         seed=3,
         early_stopping_patience=None,
+        polish_iterations=0,  # the polish has its own test
     )
     base.update(changes)
     return TrainerConfig(**base)
@@ -539,3 +540,45 @@ def test_validation_loss_is_the_loss_of_the_whole_set_not_a_mean_over_batches():
         + weights[2] * np.mean((p.stress_pred - p.stress_ref) ** 2)
     )
     assert result.history[0]["val_loss"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_polish_keeps_the_best_iterate_and_repeats_exactly_on_resume(si_small, tmp_path):
+    """training.polish_iterations: full-batch L-BFGS after the schedule. The training loss of
+    the whole set falls, the model kept is the iterate with the lowest validation loss (never
+    worse than the schedule's model), and a run resumed after the schedule repeats the polish
+    to the bit."""
+    data = si_small[:12]
+    train_idx, val_idx = split_structures(data, 0.25, seed=3)
+    train, val = [data[i] for i in train_idx], [data[i] for i in val_idx]
+
+    def loss(potential, structures):  # the last stage's loss, from the metrics alone
+        m, _ = evaluate(potential, structures)
+        return 100 * (m["energy_rmse_mev_per_atom"] / 1000) ** 2 + 0.01 * (
+            m["force_rmse_ev_per_angstrom"] ** 2
+        )
+
+    plain = Trainer(RadialToy(), _config(max_epochs=3), log=lambda s: None).fit(data)
+    assert plain.polish is None
+    config = _config(max_epochs=3, polish_iterations=60, polish_patience=60)
+    lines: list[str] = []
+    polished = Trainer(RadialToy(), config, out_dir=tmp_path / "a", log=lines.append).fit(data)
+    report = polished.polish
+    assert report["iterations"] == 60 and report["monitored"] == "validation"
+    assert report["loss_before"] == pytest.approx(loss(plain.potential, val), rel=1e-4)
+    assert report["loss_after"] == pytest.approx(loss(polished.potential, val), rel=1e-4)
+    assert report["loss_after"] <= report["loss_before"]
+    logged = [float(line.split("loss ")[1].split()[0]) for line in lines if "/60" in line]
+    assert len(logged) == 3 and min(logged) == pytest.approx(report["loss_after"], rel=1e-4)
+    assert loss(polished.potential, train) < 0.5 * loss(plain.potential, train)
+    # a fresh process on the finished checkpoint polishes the same model again: same weights
+    again = Trainer(RadialToy(seed=7), config, out_dir=tmp_path / "a", log=lambda s: None)
+    resumed = again.fit(data)
+    for (name, a), (_, b) in zip(
+        polished.potential.state_dict().items(),
+        resumed.potential.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ParameterError, match="training.polish_iterations"):
+            TrainerConfig(polish_iterations=bad).validate()

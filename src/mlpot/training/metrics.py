@@ -175,7 +175,14 @@ def evaluate(
 
 def format_metrics(metrics: dict[str, dict[str, float | int]], title: str = "set") -> str:
     """A small table: one row per data set (or group), with the mean energy error when given."""
-    width = max([11] + [len(str(k)) + 1 for k, m in metrics.items() if isinstance(m, dict)])
+    width = max(
+        [11]
+        + [
+            len(str(k)) + 1
+            for k, m in metrics.items()
+            if isinstance(m, dict) and "n_structures" in m
+        ]
+    )
     mean = any(
         isinstance(m, dict) and "energy_mean_error_mev_per_atom" in m for m in metrics.values()
     )
@@ -186,7 +193,7 @@ def format_metrics(metrics: dict[str, dict[str, float | int]], title: str = "set
         units += f"{'meV/atom':>10}"
     lines = [header, units]
     for name, m in metrics.items():
-        if not isinstance(m, dict):
+        if not isinstance(m, dict) or "n_structures" not in m:  # e.g. the polish's report
             continue
 
         def value(key, m=m):
