@@ -563,7 +563,7 @@ def test_polish_keeps_the_best_iterate_and_repeats_exactly_on_resume(si_small, t
     lines: list[str] = []
     polished = Trainer(RadialToy(), config, out_dir=tmp_path / "a", log=lines.append).fit(data)
     report = polished.polish
-    assert report["iterations"] == 60 and report["monitored"] == "validation"
+    assert report["iterations"] == 60
     assert report["loss_before"] == pytest.approx(loss(plain.potential, val), rel=1e-4)
     assert report["loss_after"] == pytest.approx(loss(polished.potential, val), rel=1e-4)
     assert report["loss_after"] <= report["loss_before"]
@@ -579,6 +579,11 @@ def test_polish_keeps_the_best_iterate_and_repeats_exactly_on_resume(si_small, t
         strict=True,
     ):
         assert torch.equal(a, b), name
+    # without validation structures nothing guards the polish against the noise: skipped
+    lines.clear()
+    unguarded = _config(max_epochs=3, polish_iterations=60, validation_fraction=0.0)
+    result = Trainer(RadialToy(), unguarded, log=lines.append).fit(data)
+    assert result.polish is None and any("polish skipped: no validation" in x for x in lines)
     for bad in (-1, 2.5, True):
         with pytest.raises(ParameterError, match="training.polish_iterations"):
             TrainerConfig(polish_iterations=bad).validate()

@@ -69,12 +69,13 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     the chosen model by full-batch L-BFGS (strong-Wolfe line search, float64) on the last
     stage's loss for up to this many iterations, keeping the iterate with the lowest
     validation loss, the schedule's model included, so where nothing beats it the model is
-    unchanged; it counts against ``time_limit_s``, and a resumed run repeats it from the same
-    model to the same result. Adam's minibatch noise leaves the energies short of the
-    minimum: on TiO2 the test error went from 3.78 to 2.67 meV/atom (forces 0.095 to 0.093
-    eV/Å), on mlearn Si seed 0 from 4.13 to 3.45 and seed 1 from 3.33 to 3.78 (forces
-    0.118 to 0.121 and 0.114 to 0.116); on n2p2's water and Cu2S and the demo's Si set
-    nothing beat the schedule's model; benchmarks/README.md, session 18),
+    unchanged; skipped without validation structures; it counts against ``time_limit_s``,
+    and a resumed run repeats it from the same model to the same result. Adam's minibatch
+    noise leaves the energies short of the minimum: on TiO2 the test error went from 3.78
+    to 2.67 meV/atom (forces 0.095 to 0.093 eV/Å), on mlearn Si seed 0 from 4.13 to 3.45
+    and seed 1 from 3.33 to 3.78 (forces 0.118 to 0.121 and 0.114 to 0.116); on n2p2's
+    water and Cu2S and the demo's Si set nothing beat the schedule's model;
+    benchmarks/README.md, session 18),
     ``polish_patience`` (stop the polish after this many iterations without a lower
     validation loss, 100).
 """

@@ -277,6 +277,17 @@ def _loss(
     return loss
 
 
+def _training_pass(engine, indices: Sequence[int], weights: tuple[float, float, float]):
+    """Predictions of ``indices`` with the graph kept for the loss of ``weights``."""
+    return engine.run(
+        indices,
+        forces=weights[1] > 0,
+        stress=weights[2] > 0,
+        create_graph=weights[1] > 0 or weights[2] > 0,
+        train=True,
+    )
+
+
 def _to_float64(value):
     """Floating tensors in ``value`` (a tensor, AtomsBatch, dict or tuple) as float64."""
     if isinstance(value, torch.Tensor):
@@ -617,13 +628,7 @@ class Trainer:
                 n_batches = -(-len(order) // c.batch_size)
                 for b in range(n_batches):
                     indices = order[b * c.batch_size : (b + 1) * c.batch_size]
-                    out, batch = train_engine.run(
-                        indices,
-                        forces=weights[1] > 0,
-                        stress=weights[2] > 0,
-                        create_graph=weights[1] > 0 or weights[2] > 0,
-                        train=True,
-                    )
+                    out, batch = _training_pass(train_engine, indices, weights)
                     loss = _loss(out, batch, weights, sums)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -745,12 +750,17 @@ class Trainer:
                 f"stopped ({state['stopped_because']}) after {state['epoch']} epochs; best "
                 f"epoch {state['best_epoch']}, validation loss {state['best_loss']:.4g}"
             )
-            if c.polish_iterations > 0:
-                left_s = (
-                    None
-                    if training_budget_s is None
-                    else training_budget_s - (elapsed_before + time.perf_counter() - t_call)
-                )
+            left_s = (
+                None
+                if training_budget_s is None
+                else training_budget_s - (elapsed_before + time.perf_counter() - t_call)
+            )
+            if c.polish_iterations > 0 and val_engine is None:
+                # the validation loss is what keeps the polish from fitting noise
+                self.log("polish skipped: no validation structures to choose its iterate by")
+            elif c.polish_iterations > 0 and left_s is not None and left_s <= 0:
+                self.log("polish skipped: the time budget (training.time_limit_s) is spent")
+            elif c.polish_iterations > 0:
                 if c.threads is not None:
                     torch.set_num_threads(c.threads)
                 try:
@@ -775,7 +785,7 @@ class Trainer:
     def _polish(self, train_engine, val_engine, params, budget_s: float | None) -> dict:
         """Full-batch L-BFGS from the loaded model on the last stage's loss (see
         ``TrainerConfig.polish_iterations``); loads the iterate with the lowest validation
-        loss (training loss without a validation set) and says what it did."""
+        loss and says what it did."""
         c = self.config
         weights = self._selection_weights()
         chunk = max(c.batch_size, 16)
@@ -793,8 +803,7 @@ class Trainer:
 
         counts = self._evaluate(train_engine, weights)  # the number of values of each kind
         totals = (counts.n_energy, counts.n_force, counts.n_stress)
-        monitor = val_engine if val_engine is not None else train_engine
-        best_loss, best_iteration = set_loss(monitor), 0
+        best_loss, best_iteration = set_loss(val_engine), 0
         best_state = copy.deepcopy(self.potential.state_dict())
         start_loss = best_loss
         step = 20  # iterations between validations
@@ -813,13 +822,7 @@ class Trainer:
             total = 0.0
             for start in range(0, len(train_engine), chunk):
                 indices = list(range(start, min(len(train_engine), start + chunk)))
-                out, batch = train_engine.run(
-                    indices,
-                    forces=weights[1] > 0,
-                    stress=weights[2] > 0,
-                    create_graph=weights[1] > 0 or weights[2] > 0,
-                    train=True,
-                )
+                out, batch = _training_pass(train_engine, indices, weights)
                 part = _summed_loss(out, batch, weights, totals)
                 part.backward()
                 total += float(part.detach())
@@ -832,15 +835,14 @@ class Trainer:
             optimizer.step(closure)
             done += optimizer.param_groups[0]["max_iter"]
             self.potential.eval()
-            loss = set_loss(monitor)
+            loss = set_loss(val_engine)
             self.potential.train()
             improved = math.isfinite(loss) and loss < best_loss
             if improved:
                 best_loss, best_iteration = loss, done
                 best_state = copy.deepcopy(self.potential.state_dict())
             self.log(
-                f"polish (L-BFGS) {done:5d}/{c.polish_iterations}  "
-                f"{'validation' if val_engine is not None else 'training'} loss {loss:.5g}"
+                f"polish (L-BFGS) {done:5d}/{c.polish_iterations}  validation loss {loss:.5g}"
                 + ("  *" if improved else "")
             )
             if not math.isfinite(loss):
@@ -865,7 +867,6 @@ class Trainer:
             "stopped_because": stopped,
             "loss_before": start_loss,
             "loss_after": best_loss,
-            "monitored": "validation" if val_engine is not None else "training",
             "wall_time_s": time.perf_counter() - t0,
         }
 
