@@ -376,12 +376,10 @@ def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
     scripts/liquid_md/): the bundle can be extended or recomputed from there."""
     if not BUNDLED_SI.is_file():
         pytest.skip("no bundled data set")
-    kept = REPO / "scripts" / "liquid_md"
-    for group in generator.APPENDED_GROUPS:
+    for group in generator.APPENDED_GROUPS:  # the fixture hid the kept files: restore them
         working, _ = generator.LIQUID_FILES[group]
-        monkeypatch.setitem(
-            generator.LIQUID_FILES, group, (working, kept / f"si_{group}_candidates.extxyz.gz")
-        )
+        kept = generator.KEPT_LIQUID_DIR / f"si_{group}_candidates.extxyz.gz"
+        monkeypatch.setitem(generator.LIQUID_FILES, group, (working, kept))
     candidates = generator.build_candidates(generator.DEFAULT_SEED)
     record = json.loads(BUNDLED_SI_PROVENANCE.read_text())
     assert len(candidates) == record["n_candidates"] == record["n_structures"]

@@ -247,21 +247,28 @@ def _loss(
     batch: AtomsBatch,
     weights: tuple[float, float, float],
     sums: _Sums,
+    totals: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
+    """Weighted mean squared errors of a batch, added to ``sums``.
+
+    ``totals`` (the whole set's numbers of energies, force components and stress components)
+    replace the batch's counts as denominators, so the batches' losses add up to the set's
+    loss (the full-batch L-BFGS polish).
+    """
     w_e, w_f, w_s = weights
     loss = out["energy"].new_zeros(())
     if batch.energy is not None:
         err = (out["energy"] - batch.energy) / batch.n_atoms.to(out["energy"].dtype)
         se = (err**2).sum()
         if w_e > 0:
-            loss = loss + w_e * se / err.numel()
+            loss = loss + w_e * se / (err.numel() if totals is None else totals[0])
         sums.energy_se += float(se.detach())
         sums.n_energy += err.numel()
     if "forces" in out and batch.forces is not None:
         err = out["forces"] - batch.forces
         se = (err**2).sum()
         if w_f > 0:
-            loss = loss + w_f * se / err.numel()
+            loss = loss + w_f * se / (err.numel() if totals is None else totals[1])
         sums.force_se += float(se.detach())
         sums.n_force += err.numel()
     if w_s > 0 and "stress" in out and batch.stress is not None:
@@ -269,7 +276,7 @@ def _loss(
         mask = torch.isfinite(err)
         if mask.any():
             se = (err[mask] ** 2).sum()
-            loss = loss + w_s * se / mask.sum()
+            loss = loss + w_s * se / (mask.sum() if totals is None else totals[2])
             sums.stress_se += float(se.detach())
             sums.n_stress += int(mask.sum())
     sums.loss += float(loss.detach())
@@ -301,30 +308,6 @@ def _to_float64(value):
     if isinstance(value, tuple):
         return tuple(_to_float64(item) for item in value)
     return value
-
-
-def _summed_loss(
-    out: dict[str, torch.Tensor],
-    batch: AtomsBatch,
-    weights: tuple[float, float, float],
-    totals: tuple[int, int, int],
-) -> torch.Tensor:
-    """This chunk's share of the whole set's loss: weighted squared errors over the set's
-    number of energies, force components and stress components (``totals``)."""
-    w_e, w_f, w_s = weights
-    n_e, n_f, n_s = totals
-    loss = out["energy"].new_zeros(())
-    if w_e > 0 and n_e and batch.energy is not None:
-        err = (out["energy"] - batch.energy) / batch.n_atoms.to(out["energy"].dtype)
-        loss = loss + w_e * (err**2).sum() / n_e
-    if w_f > 0 and n_f and "forces" in out and batch.forces is not None:
-        loss = loss + w_f * ((out["forces"] - batch.forces) ** 2).sum() / n_f
-    if w_s > 0 and n_s and "stress" in out and batch.stress is not None:
-        err = out["stress"] - batch.stress
-        mask = torch.isfinite(err)
-        if mask.any():
-            loss = loss + w_s * (err[mask] ** 2).sum() / n_s
-    return loss
 
 
 # --------------------------------------------------------------------------------------------
@@ -819,14 +802,12 @@ class Trainer:
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=False)
-            total = 0.0
+            sums = _Sums()
             for start in range(0, len(train_engine), chunk):
                 indices = list(range(start, min(len(train_engine), start + chunk)))
                 out, batch = _training_pass(train_engine, indices, weights)
-                part = _summed_loss(out, batch, weights, totals)
-                part.backward()
-                total += float(part.detach())
-            return torch.tensor(total, dtype=torch.float64)
+                _loss(out, batch, weights, sums, totals).backward()
+            return torch.tensor(sums.loss, dtype=torch.float64)
 
         done, stopped = 0, "iterations"
         self.potential.train()

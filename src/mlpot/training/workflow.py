@@ -216,7 +216,7 @@ def write_outputs(
     metrics["epochs"] = result.epochs_run
     metrics["best_epoch"] = result.best_epoch
     metrics["stopped_because"] = result.stopped_because
-    if getattr(result, "polish", None) is not None:
+    if result.polish is not None:
         metrics["polish"] = result.polish
     potential.save(out_dir / "model.pt", extra={**extra, "metrics": metrics})
     write_json(out_dir / "metrics.json", metrics)
