@@ -24,7 +24,7 @@ Modes (see docs/datasets.md):
     ``data_generation/si_liquid_md_candidates.extxyz``, the positions of the appended
     ``liquid_md`` candidates (a file, because they depend on the trained sampler); a later
     run without options computes them (bundled since 2026-12-07; their positions are kept in
-    ``scripts/liquid_md/``). ``--liquid-group liquid_md2`` (``liquid_md3``) samples a further
+    ``scripts/liquid_md/``). ``--liquid-group liquid_md2`` (``liquid_md3``, ...) samples a further
     round the same way with a sampler trained on every candidate before it, written to
     ``data_generation/si_liquid_md2_candidates.extxyz`` (``..._md3_...``).
 ``--finalize``
@@ -46,8 +46,8 @@ liquid density with a minimum distance, rattled at 2000–3000 K). The candidate
 these groups in proportion to their size, so every prefix is a balanced data set. Groups added
 later follow them (``APPENDED_GROUPS``), so earlier indices stay: ``liquid_md`` (16-atom liquid
 cells at 1800–2600 K, snapshots of MD driven by an HDNNP trained on the first 305) and
-``liquid_md2``, ``liquid_md3`` (the same, each sampled by an HDNNP trained on every candidate
-before it; empty until sampled).
+``liquid_md2``, ``liquid_md3``, ``liquid_md4`` (the same, each sampled by an HDNNP trained on
+every candidate before it; empty until sampled).
 """
 
 from __future__ import annotations
@@ -151,11 +151,11 @@ GROUP_DESCRIPTIONS = {
 # Groups added after the first bundle, appended after the interleaved candidates so that the
 # earlier indices and structures stay as they were: rounds of MD-sampled liquid, each sampled
 # by an HDNNP trained on every candidate before it.
-APPENDED_GROUPS = ("liquid_md", "liquid_md2", "liquid_md3")
+APPENDED_GROUPS = ("liquid_md", "liquid_md2", "liquid_md3", "liquid_md4")
 # later rounds: described from their place in the sequence (what their sampler saw)
 for _rank, _group in enumerate(APPENDED_GROUPS[1:], start=1):
     _before = ["the 305", *APPENDED_GROUPS[:_rank]]
-    _ordinal = ("second", "third", "fourth")[_rank - 1]
+    _ordinal = ("second", "third", "fourth", "fifth")[_rank - 1]
     GROUP_DESCRIPTIONS[_group] = (
         "16-atom liquid cells like liquid_md (same temperatures, densities, MD and k-mesh), "
         "sampled by an HDNNP trained on every candidate before this group "
@@ -1160,7 +1160,7 @@ def main(argv: list[str] | None = None) -> int:
         "--liquid-group",
         default=APPENDED_GROUPS[0],
         choices=APPENDED_GROUPS,
-        help="with --sample-liquid: the round to sample (liquid_md2, liquid_md3: a sampler "
+        help="with --sample-liquid: the round to sample (liquid_md2 and later: a sampler "
         "trained on every candidate before the round)",
     )
     parser.add_argument("--verbose", action="store_true")

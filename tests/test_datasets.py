@@ -367,7 +367,9 @@ def test_second_liquid_round_is_sampled_by_a_model_of_everything_before_it(
     assert not np.allclose(three[7].positions, three[11].positions)
     # without round 1's samples, later rounds are left out too (their samplers saw them)
     _use_working_file(generator, monkeypatch, "liquid_md", tmp_path / "absent.extxyz")
-    assert [len(v) for v in generator.build_appended_groups(seed).values()] == [0, 0, 0]
+    assert [len(v) for v in generator.build_appended_groups(seed).values()] == [0] * len(
+        generator.APPENDED_GROUPS
+    )
 
 
 def test_kept_liquid_candidates_match_the_bundle(generator, monkeypatch):
