@@ -123,23 +123,41 @@ def test_train_then_evaluate_metrics_match_recomputation(si_files, tmp_path, cap
     assert json.loads((out / "metrics.json").read_text())["test"] == pytest.approx(test)
 
 
-def test_feature_cache_equals_autograd_through_the_descriptor(si_files):
-    """Cached descriptors + Jacobians give the energies, forces and stress of plain autograd."""
+@pytest.mark.parametrize(
+    "interaction", [None, {"channels": 6, "n_radial": 5, "cutoff": 4.0}], ids=["plain", "mp"]
+)
+def test_feature_cache_equals_autograd_through_the_descriptor(si_files, interaction):
+    """Cached descriptors + Jacobians give the energies, forces and stress of plain autograd,
+    and the same weight gradient of a force and stress loss (with messages too)."""
     from mlpot.training.feature_cache import FeatureEngine
     from mlpot.training.workflow import build_model, read_data
 
     config = Config.from_yaml(si_files / "config.yaml")
+    config.model.interaction = interaction
     structures = read_data(si_files / "train.extxyz", config)[:3]
     model = build_model(config.model, [14], seed=1)
     model.fit_statistics(structures)
     engine = FeatureEngine(model, structures, torch.float64)
     assert engine.analytic  # the closed-form Jacobian was used (and its features checked)
     out, _ = engine.run([2, 0], forces=True, stress=True, create_graph=False)
-    ref = compute_properties(
-        model, AtomsBatch.from_atoms([structures[2], structures[0]]), forces=True, stress=True
-    )
+    batch = AtomsBatch.from_atoms([structures[2], structures[0]])
+    ref = compute_properties(model, batch, forces=True, stress=True)
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(out[key], ref[key], rtol=1e-10, atol=1e-12)
+    weights = torch.randn(ref["forces"].shape, generator=torch.Generator().manual_seed(5))
+    grads = []
+    for run in ("cache", "autograd"):
+        model.zero_grad()
+        if run == "cache":
+            got, _ = engine.run([2, 0], forces=True, stress=True, create_graph=True)
+        else:
+            got = compute_properties(model, batch, forces=True, stress=True, create_graph=True)
+        loss = (got["forces"] * weights.to(got["forces"].dtype)).sum() + got["stress"].sum()
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0  # all but the output bias
+    for cached, plain in zip(*grads, strict=True):
+        torch.testing.assert_close(cached, plain, rtol=1e-9, atol=1e-12)
 
     # the gradient of a force loss with respect to the weights: the compiled contraction of
     # the cached Jacobians (and its adjoint) equals the PyTorch einsum path under autograd

@@ -106,7 +106,7 @@ def test_cli_export_torchscript(tmp_path, capsys):
     np.testing.assert_allclose(got["forces"], ref["forces"].numpy(), atol=1e-12)
 
 
-def si_o_potential():
+def si_o_potential(interaction=None):
     """A 2-element HDNNP with random weights on G2, G4 and G5 functions."""
     functions = ACSF.default(["Si", "O"], r_cut=4.5).functions
     for center in (8, 14):
@@ -115,7 +115,9 @@ def si_o_potential():
             SymmetryFunction("G4", center, (14, 14), 4.2, 0.02, 0.5, 1.5, 1.0, cutoff_type="poly2"),
             SymmetryFunction("G4", center, (8, 8), 4.0, 0.0, zeta=4.0, cutoff_type="tanh"),
         ]
-    pot = HDNNP(ACSF(functions), hidden_layers=(10, 7), activation="tanh", seed=3)
+    pot = HDNNP(
+        ACSF(functions), hidden_layers=(10, 7), activation="tanh", seed=3, interaction=interaction
+    )
     rng = np.random.default_rng(5)
     for net in pot.networks.values():  # non-trivial scaling statistics
         n = net.n_features
@@ -146,8 +148,9 @@ def random_structure(numbers, cell, seed, min_distance=1.3):
     return atoms
 
 
-def test_compiled_hdnnp_matches_on_other_structures(tmp_path):
-    pot = si_o_potential()
+@pytest.mark.parametrize("interaction", [None, {"channels": 4, "cutoff": 4.0}], ids=["plain", "mp"])
+def test_compiled_hdnnp_matches_on_other_structures(tmp_path, interaction):
+    pot = si_o_potential(interaction)
     example = bulk("Si", "diamond", a=5.43, cubic=True)  # traced on 8 atoms, Si and O
     example.numbers[::4] = 8
     example.rattle(0.05, seed=1)

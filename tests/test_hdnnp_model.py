@@ -51,10 +51,19 @@ def _structure(seed: int = 0) -> ase.Atoms:
     return atoms
 
 
-@pytest.fixture(scope="module")
-def model() -> HDNNP:
+INTERACTION = {"channels": 5, "n_radial": 4, "cutoff": 3.2}
+
+
+@pytest.fixture(scope="module", params=[None, INTERACTION], ids=["plain", "interaction"])
+def model(request) -> HDNNP:
     torch.manual_seed(0)
-    m = HDNNP(_descriptor(), hidden_layers=(8, 6), activation=["tanh", "softplus"], seed=3)
+    m = HDNNP(
+        _descriptor(),
+        hidden_layers=(8, 6),
+        activation=["tanh", "softplus"],
+        seed=3,
+        interaction=request.param,
+    )
     structures = []
     for seed in range(4):
         atoms = _structure(seed)
@@ -66,6 +75,9 @@ def model() -> HDNNP:
             for layer in net.layers:
                 layer.bias.uniform_(-0.3, 0.3)
             net.energy_scale.fill_(0.7)
+        if m.interaction is not None:
+            for layer in [*m.interaction.embed.values(), m.interaction.filter]:
+                layer.bias.uniform_(-0.3, 0.3)
     return m
 
 
@@ -283,3 +295,73 @@ def test_config_is_plain_and_rebuilds(model):
     a = compute_properties(model, batch)["energy"]
     b = compute_properties(rebuilt, batch)["energy"]
     assert torch.equal(a, b)
+
+
+def test_interaction_messages_follow_their_formula(model):
+    """m_i = (1/n̄) Σ_j W b(r_ij) f_c(r_ij) ⊙ ssp(A_Zj x_j + a_Zj), written out pair by pair."""
+    if model.interaction is None:
+        pytest.skip("plain HDNNP")
+    from mlpot.data.neighbors import neighbor_list, pair_vectors
+
+    layer = model.interaction
+    atoms = _structure(18)
+    batch = AtomsBatch.from_atoms(atoms)
+    nl = neighbor_list(batch, model.cutoff)
+    vectors = pair_vectors(batch, nl)
+    features = model.descriptor(batch, nl, vectors)
+    expected = np.zeros((len(atoms), layer.channels))
+    for p in range(len(nl.centers)):
+        i, j = int(nl.centers[p]), int(nl.neighbors[p])
+        r = float(torch.linalg.norm(vectors[p]))
+        if r >= layer.cutoff:
+            continue
+        fc = 0.5 * (math.cos(math.pi * r / layer.cutoff) + 1.0)
+        centres = np.linspace(0.0, layer.cutoff, layer.n_radial)
+        width = layer.cutoff / (layer.n_radial - 1)
+        basis = np.exp(-0.5 * ((r - centres) / width) ** 2)
+        w = layer.filter.weight.detach().numpy() @ basis + layer.filter.bias.detach().numpy()
+        symbol = ase.data.chemical_symbols[int(atoms.numbers[j])]
+        net = model.networks[symbol]
+        x = net.scale_features(features[j : j + 1, : net.n_features], "minmax", (0.0, 1.0))
+        linear = layer.embed[symbol]
+        a = (linear.weight @ x[0] + linear.bias).detach().numpy()
+        h = np.logaddexp(0.0, a) - math.log(2.0)
+        expected[i] += w * fc * h
+    expected *= float(layer.inverse_mean_neighbors)
+    embedded = torch.zeros((len(atoms), layer.channels), dtype=torch.float64)
+    for z in model.elements:
+        index = torch.nonzero(batch.numbers == z).squeeze(1)
+        net = model.networks[ase.data.chemical_symbols[z]]
+        x = net.scale_features(features[index, : net.n_features], "minmax", (0.0, 1.0))
+        embedded[index] = layer.activation(layer.embed[ase.data.chemical_symbols[z]](x))
+    got = layer(embedded, nl.centers, nl.neighbors, vectors).detach().numpy()
+    assert np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    # n̄ is the training atoms' mean Σ_j f_c(r_ij): 1/n̄ is finite and positive
+    assert 0 < float(layer.inverse_mean_neighbors) < 10
+
+
+def test_interaction_changes_the_energy_of_an_atom_through_its_neighbours(model):
+    """With messages an atom's energy depends on atoms beyond its own descriptor's reach;
+    without them it does not."""
+    # a chain: atom 0 -- atom 1 (1.5 Å) -- atom 2 (2.5 Å further); 0 and 2 are 4 Å apart,
+    # beyond the 3.5-Å descriptor cutoff
+    atoms = ase.Atoms("CCC", positions=[[0, 0, 0], [1.5, 0, 0], [4.0, 0, 0]], cell=[20] * 3)
+    moved = atoms.copy()
+    moved.positions[2, 0] -= 0.3  # 3.7 Å from atom 0: changes atom 1's descriptor, not 0's
+    e_atoms = model.compute(atoms, forces=False)["atomic_energies"].detach().numpy()
+    e_moved = model.compute(moved, forces=False)["atomic_energies"].detach().numpy()
+    assert abs(e_moved[1] - e_atoms[1]) > 1e-6
+    if model.interaction is None:
+        assert e_moved[0] == e_atoms[0]
+    else:
+        assert abs(e_moved[0] - e_atoms[0]) > 1e-6
+
+
+def test_interaction_settings_are_checked():
+    with pytest.raises(ParameterError, match="exceeds the descriptor's cutoff"):
+        HDNNP(_descriptor(), interaction={"cutoff": R_CUT + 1.0})
+    with pytest.raises(ParameterError, match="unknown setting"):
+        HDNNP(_descriptor(), interaction={"channel": 8})
+    with pytest.raises(ParameterError, match="channels >= 1"):
+        HDNNP(_descriptor(), interaction={"channels": 0})

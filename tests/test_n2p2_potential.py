@@ -337,7 +337,11 @@ def test_export_rejects_what_n2p2_cannot_represent(tmp_path):
     )
     with pytest.raises(ParameterError, match="one cutoff function type"):
         export_n2p2(HDNNP(mixed, hidden_layers=(3,)), tmp_path / "c")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    radial = ACSF([SymmetryFunction("G2", 14, (14,), r_cut=4.0, eta=0.5)])
+    messages = HDNNP(radial, hidden_layers=(3,), interaction={})
+    with pytest.raises(ParameterError, match="message-passing"):
+        export_n2p2(messages, tmp_path / "d")
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_cli_export(tmp_path):

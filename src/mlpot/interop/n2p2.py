@@ -595,6 +595,12 @@ def export_n2p2(model, directory: str | os.PathLike, comment: str | None = None)
         raise ParameterError(
             f"only HDNNP models can be exported to n2p2, got {type(model).__name__}"
         )
+    if getattr(model, "interaction", None) is not None:
+        raise ParameterError(
+            "this HDNNP has an interaction (message-passing) layer, which n2p2's short-range "
+            "HDNNP cannot represent; export it as TorchScript instead (mlpot export --format "
+            "torchscript) or train without model.interaction"
+        )
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ParameterError(f"{directory}: exists and is not a directory")

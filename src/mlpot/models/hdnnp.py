@@ -92,11 +92,13 @@ class ElementNetwork(torch.nn.Module):
         hidden_layers: Sequence[int],
         activations: Sequence[str],
         normalize_nodes: bool = False,
+        n_extra: int = 0,
     ):
         super().__init__()
         self.n_features = int(n_features)
+        self.n_extra = int(n_extra)
         self.normalize_nodes = bool(normalize_nodes)
-        sizes = [self.n_features, *[int(h) for h in hidden_layers], 1]
+        sizes = [self.n_features + self.n_extra, *[int(h) for h in hidden_layers], 1]
         self.layers = torch.nn.ModuleList(
             torch.nn.Linear(sizes[i], sizes[i + 1], dtype=torch.float64)
             for i in range(len(sizes) - 1)
@@ -145,11 +147,97 @@ class ElementNetwork(torch.nn.Module):
         return x.squeeze(-1)
 
     def forward(
-        self, features: torch.Tensor, mode: str, scaling_range: tuple[float, float]
+        self,
+        features: torch.Tensor,
+        mode: str,
+        scaling_range: tuple[float, float],
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Atomic energies (n,), eV, from unscaled features (n, n_features)."""
-        out = self.network(self.scale_features(features, mode, scaling_range))
+        """Atomic energies (n,), eV, from unscaled features (n, n_features).
+
+        ``extra`` (n, n_extra): further inputs appended to the scaled features (the messages
+        of an :class:`EnvironmentMessages` layer).
+        """
+        x = self.scale_features(features, mode, scaling_range)
+        if extra is not None:
+            x = torch.cat([x, extra], dim=1)
+        out = self.network(x)
         return self.energy_scale * out + self.energy_shift + self.reference_energy
+
+
+class EnvironmentMessages(torch.nn.Module):
+    """One message-passing step: each atom learns about its neighbours' environments.
+
+    For atom i with neighbours j within ``cutoff`` (Å)::
+
+        m_i = (1/n̄) Σ_j [W b(r_ij)] f_c(r_ij) ⊙ ssp(A_Zj x_j + a_Zj)        (channels,)
+
+    x_j is neighbour j's scaled descriptor, ``A_Z``/``a_Z`` a per-element linear embedding,
+    b(r) ``n_radial`` Gaussians spread over [0, cutoff], W a linear filter (as SchNet's
+    continuous filters), f_c the cosine cutoff and n̄ the mean Σ_j f_c(r_ij) of the training
+    atoms (fitted by :meth:`HDNNP.fit_statistics`). The messages join the atom's own scaled
+    descriptor at the input of its element's network, so an atomic energy sees the
+    descriptors of the neighbours (many-body terms, range up to twice the cutoff) while staying
+    invariant, local and differentiable. With ``interaction=None`` the HDNNP is the plain
+    Behler–Parrinello model.
+    """
+
+    def __init__(
+        self,
+        n_features: Mapping[int, int],
+        channels: int = 16,
+        n_radial: int = 8,
+        cutoff: float = 6.0,
+    ):
+        super().__init__()
+        if int(channels) < 1 or int(n_radial) < 2 or not float(cutoff) > 0:
+            raise ParameterError(
+                f"interaction needs channels >= 1, n_radial >= 2 and cutoff > 0; got "
+                f"channels={channels}, n_radial={n_radial}, cutoff={cutoff}"
+            )
+        self.channels = int(channels)
+        self.n_radial = int(n_radial)
+        self.cutoff = float(cutoff)
+        f64 = {"dtype": torch.float64}
+        self.embed = torch.nn.ModuleDict(
+            {
+                chemical_symbols[z]: torch.nn.Linear(int(f), self.channels, **f64)
+                for z, f in n_features.items()
+            }
+        )
+        self.filter = torch.nn.Linear(self.n_radial, self.channels, **f64)
+        self.register_buffer(
+            "radial_centres", torch.linspace(0.0, self.cutoff, self.n_radial, **f64)
+        )
+        self.radial_width = self.cutoff / (self.n_radial - 1)
+        self.register_buffer("inverse_mean_neighbors", torch.ones((), **f64))
+        self.activation = Activation("shifted_softplus")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"channels": self.channels, "n_radial": self.n_radial, "cutoff": self.cutoff}
+
+    def cutoff_weight(self, r: torch.Tensor) -> torch.Tensor:
+        """Cosine cutoff 0.5 (cos(π r / cutoff) + 1) inside the cutoff, 0 beyond."""
+        inside = r < self.cutoff
+        fc = 0.5 * (torch.cos(math.pi * r / self.cutoff) + 1.0)
+        return torch.where(inside, fc, torch.zeros_like(fc))
+
+    def forward(
+        self,
+        embedded: torch.Tensor,
+        centers: torch.Tensor,
+        neighbors: torch.Tensor,
+        vectors: torch.Tensor,
+    ) -> torch.Tensor:
+        """Messages (N, channels) from the atoms' embeddings (N, channels) and the pairs."""
+        r = torch.linalg.norm(vectors, dim=1)
+        d = (r[:, None] - self.radial_centres) / self.radial_width
+        basis = torch.exp(-0.5 * d * d)
+        weight = self.filter(basis) * self.cutoff_weight(r)[:, None]
+        messages = embedded.new_zeros(embedded.shape).index_add(
+            0, centers, weight * embedded.index_select(0, neighbors)
+        )
+        return messages * self.inverse_mean_neighbors
 
 
 @register_potential
@@ -169,6 +257,9 @@ class HDNNP(Potential):
         scaling_range: (S_min, S_max) of the minmax / scale_center / scalesigma modes.
         normalize_nodes: divide each neuron's input sum by the number of inputs (n2p2's
             ``normalize_nodes``).
+        interaction: ``None`` (the plain HDNNP) or the settings of one
+            :class:`EnvironmentMessages` step, ``{"channels", "n_radial", "cutoff"}`` (cutoff
+            in Å, at most the descriptor's); its messages widen each network's input.
     """
 
     accepts_longer_neighbor_lists = True  # ACSF adds nothing for pairs beyond its cutoffs
@@ -183,6 +274,7 @@ class HDNNP(Potential):
         seed: int | None = None,
         scaling_range: Sequence[float] = (0.0, 1.0),
         normalize_nodes: bool = False,
+        interaction: Mapping[str, Any] | None = None,
     ):
         from mlpot.descriptors.acsf import ACSF
 
@@ -232,6 +324,25 @@ class HDNNP(Potential):
                     + ", ".join(chemical_symbols[z] for z in sorted(unknown))
                 )
 
+        self.interaction: EnvironmentMessages | None = None
+        if interaction is not None:
+            settings = dict(interaction)
+            unknown = set(settings) - {"channels", "n_radial", "cutoff"}
+            if unknown:
+                raise ParameterError(
+                    f"interaction: unknown setting(s) {sorted(unknown)}; "
+                    "use channels, n_radial, cutoff"
+                )
+            settings.setdefault("cutoff", descriptor.cutoff)
+            if float(settings["cutoff"]) > descriptor.cutoff + 1e-9:
+                raise ParameterError(
+                    f"interaction cutoff {settings['cutoff']} Å exceeds the descriptor's cutoff "
+                    f"{descriptor.cutoff} Å (the neighbour list is built with the latter)"
+                )
+            self.interaction = EnvironmentMessages(
+                {z: descriptor.n_features[z] for z in self.elements}, **settings
+            )
+        n_extra = 0 if self.interaction is None else self.interaction.channels
         self.networks = torch.nn.ModuleDict()
         for z in self.elements:
             self.networks[chemical_symbols[z]] = ElementNetwork(
@@ -239,6 +350,7 @@ class HDNNP(Potential):
                 self.hidden_layers[z],
                 self.activation,
                 normalize_nodes=self.normalize_nodes,
+                n_extra=n_extra,
             )
         self._initialise_weights()
         if self.fixed_reference_energies is not None:
@@ -281,6 +393,13 @@ class HDNNP(Potential):
                     w = torch.rand(layer.weight.shape, generator=generator, dtype=torch.float64)
                     layer.weight.copy_((2.0 * w - 1.0) * bound)
                     layer.bias.zero_()
+            if self.interaction is not None:
+                layers = [*self.interaction.embed.values(), self.interaction.filter]
+                for layer in layers:
+                    bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+                    w = torch.rand(layer.weight.shape, generator=generator, dtype=torch.float64)
+                    layer.weight.copy_((2.0 * w - 1.0) * bound)
+                    layer.bias.zero_()
 
     # --- evaluation ----------------------------------------------------------------------
     def forward(self, batch: AtomsBatch, nl: NeighborList, vectors: torch.Tensor) -> torch.Tensor:
@@ -288,25 +407,68 @@ class HDNNP(Potential):
         from mlpot.descriptors.acsf import is_tracing
 
         features = self.descriptor(batch, nl, vectors)
-        energies = features.new_zeros(features.shape[0])
         tracing = is_tracing(features)  # no data-dependent Python branches while tracing
-        covered = 0
+        if not tracing:
+            covered = sum(int((batch.numbers == z).sum()) for z in self.elements)
+            if covered != features.shape[0]:
+                self.check_elements(batch)
+        return self.atomic_energies(
+            features, batch.numbers, nl.centers, nl.neighbors, vectors, tracing=tracing
+        )
+
+    def atomic_energies(
+        self,
+        features: torch.Tensor,
+        numbers: torch.Tensor,
+        centers: torch.Tensor | None = None,
+        neighbors: torch.Tensor | None = None,
+        vectors: torch.Tensor | None = None,
+        element_index: Mapping[int, torch.Tensor] | None = None,
+        tracing: bool = False,
+    ) -> torch.Tensor:
+        """Per-atom energies (N,), eV, from unscaled features (N, F).
+
+        The pairs (``centers``, ``neighbors``, ``vectors`` r_j − r_i in Å) are needed only
+        with an ``interaction``. ``element_index``: atom indices per element, if known.
+        """
+        indices = {}
         for z in self.elements:
-            index = torch.nonzero(batch.numbers == z).squeeze(1)
-            if not tracing:
-                if index.numel() == 0:
-                    continue
-                covered += index.numel()
+            index = element_index.get(z) if element_index is not None else None
+            if index is None:
+                index = torch.nonzero(numbers == z).squeeze(1)
+            if tracing or index.numel() > 0:
+                indices[z] = index
+        single = not tracing and len(indices) == 1
+        extra = None
+        if self.interaction is not None:
+            if vectors is None or centers is None or neighbors is None:
+                raise ParameterError("an HDNNP with an interaction needs the neighbour pairs")
+            embedded = features.new_zeros((features.shape[0], self.interaction.channels))
+            for z, index in indices.items():
+                net = self.networks[chemical_symbols[z]]
+                embed = self.interaction.embed[chemical_symbols[z]]
+                if single:
+                    x = net.scale_features(features[:, : net.n_features], *self._scaling())
+                    embedded = self.interaction.activation(embed(x))
+                else:
+                    x = features.index_select(0, index)[:, : net.n_features]
+                    x = net.scale_features(x, *self._scaling())
+                    embedded = embedded.index_copy(0, index, self.interaction.activation(embed(x)))
+            extra = self.interaction(embedded, centers, neighbors, vectors)
+        energies = features.new_zeros(features.shape[0])
+        for z, index in indices.items():
             net = self.networks[chemical_symbols[z]]
-            if not tracing and index.numel() == features.shape[0]:  # one element: no gathers
-                return net(features[:, : net.n_features], self.scaling, self.scaling_range)
+            if single:  # one element: no gathers
+                return net(features[:, : net.n_features], self.scaling, self.scaling_range, extra)
             atom_features = features.index_select(0, index)[:, : net.n_features]
+            atom_extra = None if extra is None else extra.index_select(0, index)
             energies = energies.index_copy(
-                0, index, net(atom_features, self.scaling, self.scaling_range)
+                0, index, net(atom_features, self.scaling, self.scaling_range, atom_extra)
             )
-        if not tracing and covered != features.shape[0]:
-            self.check_elements(batch)
         return energies
+
+    def _scaling(self) -> tuple[str, tuple[float, float]]:
+        return self.scaling, self.scaling_range
 
     # --- statistics ----------------------------------------------------------------------
     @torch.no_grad()
@@ -399,6 +561,8 @@ class HDNNP(Potential):
             net.feature_mean.copy_(mean)
             net.feature_sigma.copy_(sigma)
 
+        if self.interaction is not None:
+            self._fit_neighbor_count(structures)
         if not all(REF_ENERGY in a.info for a in structures):
             return
         energies = np.array([float(a.info[REF_ENERGY]) for a in structures])
@@ -422,6 +586,18 @@ class HDNNP(Potential):
             net.reference_energy.fill_(float(ref))
             net.energy_shift.fill_(shift)
             net.energy_scale.fill_(scale)
+
+    def _fit_neighbor_count(self, structures: Sequence[ase.Atoms]) -> None:
+        """n̄ of the interaction: mean over training atoms of Σ_j f_c(r_ij)."""
+        total, count = 0.0, 0
+        for atoms in structures:
+            batch = AtomsBatch.from_atoms(atoms, dtype=torch.float64)
+            nl = neighbor_list(batch, self.interaction.cutoff)
+            r = torch.linalg.norm(pair_vectors(batch, nl), dim=1)
+            total += float(self.interaction.cutoff_weight(r).sum())
+            count += len(atoms)
+        mean = total / count if count else 0.0
+        self.interaction.inverse_mean_neighbors.fill_(1.0 / mean if mean > 1e-12 else 1.0)
 
     def reference_energies(self) -> dict[int, float]:
         """Per-element reference energies, eV."""
@@ -448,4 +624,5 @@ class HDNNP(Potential):
             "seed": self.seed,
             "scaling_range": list(self.scaling_range),
             "normalize_nodes": self.normalize_nodes,
+            "interaction": None if self.interaction is None else self.interaction.get_config(),
         }

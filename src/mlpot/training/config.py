@@ -18,7 +18,11 @@ out keeps its default (``mlpot train --print-config`` prints them all):
     symbols), ``hidden_layers`` ([64, 64]), ``activation`` (``shifted_softplus``,
     ln(1 + eˣ) − ln 2 as in SchNet; on mlearn Si, TiO2 and n2p2's water and Cu2S it gave lower
     energy and force errors than ``tanh``, see benchmarks/README.md, session 7), ``scaling``
-    (feature scaling, ``standard``).
+    (feature scaling, ``standard``), ``interaction`` (``null``: the plain HDNNP; or
+    ``{channels: 16, n_radial: 8, cutoff: 6.0}``: one message-passing step,
+    :class:`~mlpot.models.hdnnp.EnvironmentMessages`, that feeds each atom's network with its
+    neighbours' embedded descriptors as well; not exportable to n2p2; benchmarks/README.md,
+    session 20).
 
 ``training:``
     ``seed`` (0), ``dtype`` (``float32`` or ``float64``), ``energy_weight`` (1.0, on the MSE of
@@ -115,6 +119,7 @@ class ModelConfig:
     hidden_layers: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "shifted_softplus"
     scaling: str = "standard"
+    interaction: dict | None = None
 
 
 @dataclass

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import ase
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 
 from mlpot.data.batch import REF_FORCES, REF_STRESS, AtomsBatch
 from mlpot.data.neighbors import neighbor_list, pair_vectors
@@ -42,20 +41,21 @@ def supports_feature_cache(potential) -> bool:
 
 
 def atomic_energies_from_features(
-    potential, numbers: torch.Tensor, features: torch.Tensor, element_index: dict | None = None
+    potential,
+    numbers: torch.Tensor,
+    features: torch.Tensor,
+    element_index: dict | None = None,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Per-atom energies (N,), eV, of an HDNNP from its unscaled features (N, F)."""
-    energies = features.new_zeros(features.shape[0])
-    for z in potential.elements:
-        index = element_index[z] if element_index is not None else None
-        if index is None:
-            index = torch.nonzero(numbers == z).squeeze(1)
-        if index.numel() == 0:
-            continue
-        net = potential.networks[chemical_symbols[z]]
-        x = features.index_select(0, index)[:, : net.n_features]
-        energies = energies.index_copy(0, index, net(x, potential.scaling, potential.scaling_range))
-    return energies
+    """Per-atom energies (N,), eV, of an HDNNP from its unscaled features (N, F).
+
+    ``pairs``: (centers, neighbors, vectors) of the atoms, needed by an HDNNP with an
+    interaction layer.
+    """
+    centers, neighbors, vectors = pairs if pairs is not None else (None, None, None)
+    return potential.atomic_energies(
+        features, numbers, centers, neighbors, vectors, element_index=element_index
+    )
 
 
 def _descriptor_jacobian(features: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -294,6 +294,15 @@ class FeatureEngine:
     def __len__(self) -> int:
         return len(self.items)
 
+    @staticmethod
+    def _message_pairs(item: dict, cutoff: float) -> torch.Tensor:
+        """Indices of the item's pairs shorter than ``cutoff`` (Å), computed once."""
+        key = ("message_pairs", float(cutoff))
+        if key not in item:
+            r = torch.linalg.norm(item["vectors"].double(), dim=1)
+            item[key] = torch.nonzero(r < cutoff).squeeze(1)
+        return item[key]
+
     def features_per_structure(self) -> list[torch.Tensor]:
         """The cached (unscaled) descriptors, one (n_atoms, F) tensor per structure."""
         return [item["features"] for item in self.items]
@@ -341,20 +350,43 @@ class FeatureEngine:
         features = torch.cat([p["features"] for p in parts])
         if need_grad:
             features = features.detach().requires_grad_(True)
-        with torch.enable_grad() if (need_grad or train) else torch.no_grad():
-            atomic = atomic_energies_from_features(self.potential, numbers, features)
-            energy = atomic.new_zeros(len(parts)).index_add(0, structure_index, atomic)
-        out = {"energy": energy, "atomic_energies": atomic}
-        if not need_grad:
-            return out, batch
-        (d_features,) = torch.autograd.grad(atomic.sum(), features, create_graph=create_graph)
         centers = torch.cat(
             [p["centers"] + int(o) for p, o in zip(parts, atom_offsets[:-1], strict=True)]
         )
         neighbors = torch.cat(
             [p["neighbors"] + int(o) for p, o in zip(parts, atom_offsets[:-1], strict=True)]
         )
+        interaction = getattr(self.potential, "interaction", None)
+        interacting = interaction is not None
+        pairs = None
+        if interacting:
+            # only the pairs inside the interaction's cutoff carry messages (f_c = 0 beyond)
+            pair_offsets = np.concatenate([[0], np.cumsum([len(p["centers"]) for p in parts])])
+            selected = torch.cat(
+                [
+                    self._message_pairs(p, interaction.cutoff) + int(o)
+                    for p, o in zip(parts, pair_offsets[:-1], strict=True)
+                ]
+            )
+            vectors = torch.cat([p["vectors"] for p in parts]).index_select(0, selected)
+            if need_grad:
+                vectors = vectors.detach().requires_grad_(True)
+            pairs = (centers[selected], neighbors[selected], vectors)
+        with torch.enable_grad() if (need_grad or train) else torch.no_grad():
+            atomic = atomic_energies_from_features(self.potential, numbers, features, pairs=pairs)
+            energy = atomic.new_zeros(len(parts)).index_add(0, structure_index, atomic)
+        out = {"energy": energy, "atomic_energies": atomic}
+        if not need_grad:
+            return out, batch
+        if interacting:  # the messages depend on the pair vectors directly too
+            d_features, d_explicit = torch.autograd.grad(
+                atomic.sum(), (features, pairs[2]), create_graph=create_graph
+            )
+        else:
+            (d_features,) = torch.autograd.grad(atomic.sum(), features, create_graph=create_graph)
         d_vectors = _contract_jacobians(parts, atom_offsets, d_features, centers)
+        if interacting:
+            d_vectors = d_vectors.index_add(0, selected, d_explicit)
         if forces:
             grad_positions = torch.zeros_like(batch.positions).index_add(0, neighbors, d_vectors)
             grad_positions = grad_positions.index_add(0, centers, -d_vectors)

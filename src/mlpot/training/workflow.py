@@ -93,6 +93,7 @@ def build_model(model: ModelConfig, elements: Sequence[int], seed: int):
         activation=model.activation,
         scaling=model.scaling,
         seed=seed,
+        interaction=model.interaction,
     )
 
 
