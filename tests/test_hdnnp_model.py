@@ -297,10 +297,9 @@ def test_config_is_plain_and_rebuilds(model):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("model", [INTERACTION], indirect=True, ids=["interaction"])
 def test_interaction_messages_follow_their_formula(model):
     """m_i = (1/n̄) Σ_j W b(r_ij) f_c(r_ij) ⊙ ssp(A_Zj x_j + a_Zj), written out pair by pair."""
-    if model.interaction is None:
-        pytest.skip("plain HDNNP")
     from mlpot.data.neighbors import neighbor_list, pair_vectors
 
     layer = model.interaction

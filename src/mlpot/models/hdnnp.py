@@ -386,20 +386,15 @@ class HDNNP(Potential):
             generator.manual_seed(self.seed)
         else:
             generator.seed()
+        layers = [layer for net in self.networks.values() for layer in net.layers]
+        if self.interaction is not None:
+            layers += [*self.interaction.embed.values(), self.interaction.filter]
         with torch.no_grad():
-            for net in self.networks.values():
-                for layer in net.layers:
-                    bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
-                    w = torch.rand(layer.weight.shape, generator=generator, dtype=torch.float64)
-                    layer.weight.copy_((2.0 * w - 1.0) * bound)
-                    layer.bias.zero_()
-            if self.interaction is not None:
-                layers = [*self.interaction.embed.values(), self.interaction.filter]
-                for layer in layers:
-                    bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
-                    w = torch.rand(layer.weight.shape, generator=generator, dtype=torch.float64)
-                    layer.weight.copy_((2.0 * w - 1.0) * bound)
-                    layer.bias.zero_()
+            for layer in layers:
+                bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+                w = torch.rand(layer.weight.shape, generator=generator, dtype=torch.float64)
+                layer.weight.copy_((2.0 * w - 1.0) * bound)
+                layer.bias.zero_()
 
     # --- evaluation ----------------------------------------------------------------------
     def forward(self, batch: AtomsBatch, nl: NeighborList, vectors: torch.Tensor) -> torch.Tensor:
@@ -408,12 +403,17 @@ class HDNNP(Potential):
 
         features = self.descriptor(batch, nl, vectors)
         tracing = is_tracing(features)  # no data-dependent Python branches while tracing
-        if not tracing:
-            covered = sum(int((batch.numbers == z).sum()) for z in self.elements)
-            if covered != features.shape[0]:
-                self.check_elements(batch)
+        element_index = {z: torch.nonzero(batch.numbers == z).squeeze(1) for z in self.elements}
+        if not tracing and sum(i.numel() for i in element_index.values()) != features.shape[0]:
+            self.check_elements(batch)
         return self.atomic_energies(
-            features, batch.numbers, nl.centers, nl.neighbors, vectors, tracing=tracing
+            features,
+            batch.numbers,
+            nl.centers,
+            nl.neighbors,
+            vectors,
+            element_index=element_index,
+            tracing=tracing,
         )
 
     def atomic_energies(
@@ -448,11 +448,13 @@ class HDNNP(Potential):
                 net = self.networks[chemical_symbols[z]]
                 embed = self.interaction.embed[chemical_symbols[z]]
                 if single:
-                    x = net.scale_features(features[:, : net.n_features], *self._scaling())
+                    x = net.scale_features(
+                        features[:, : net.n_features], self.scaling, self.scaling_range
+                    )
                     embedded = self.interaction.activation(embed(x))
                 else:
                     x = features.index_select(0, index)[:, : net.n_features]
-                    x = net.scale_features(x, *self._scaling())
+                    x = net.scale_features(x, self.scaling, self.scaling_range)
                     embedded = embedded.index_copy(0, index, self.interaction.activation(embed(x)))
             extra = self.interaction(embedded, centers, neighbors, vectors)
         energies = features.new_zeros(features.shape[0])
@@ -466,9 +468,6 @@ class HDNNP(Potential):
                 0, index, net(atom_features, self.scaling, self.scaling_range, atom_extra)
             )
         return energies
-
-    def _scaling(self) -> tuple[str, tuple[float, float]]:
-        return self.scaling, self.scaling_range
 
     # --- statistics ----------------------------------------------------------------------
     @torch.no_grad()

@@ -40,24 +40,6 @@ def supports_feature_cache(potential) -> bool:
     return isinstance(potential, HDNNP)
 
 
-def atomic_energies_from_features(
-    potential,
-    numbers: torch.Tensor,
-    features: torch.Tensor,
-    element_index: dict | None = None,
-    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Per-atom energies (N,), eV, of an HDNNP from its unscaled features (N, F).
-
-    ``pairs``: (centers, neighbors, vectors) of the atoms, needed by an HDNNP with an
-    interaction layer.
-    """
-    centers, neighbors, vectors = pairs if pairs is not None else (None, None, None)
-    return potential.atomic_energies(
-        features, numbers, centers, neighbors, vectors, element_index=element_index
-    )
-
-
 def _descriptor_jacobian(features: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """(P, F, 3): ∂features[centre(p), f]/∂vectors[p]."""
     n_features = features.shape[1]
@@ -373,7 +355,10 @@ class FeatureEngine:
                 vectors = vectors.detach().requires_grad_(True)
             pairs = (centers[selected], neighbors[selected], vectors)
         with torch.enable_grad() if (need_grad or train) else torch.no_grad():
-            atomic = atomic_energies_from_features(self.potential, numbers, features, pairs=pairs)
+            centers_, neighbors_, vectors_ = pairs if pairs is not None else (None,) * 3
+            atomic = self.potential.atomic_energies(
+                features, numbers, centers_, neighbors_, vectors_
+            )
             energy = atomic.new_zeros(len(parts)).index_add(0, structure_index, atomic)
         out = {"energy": energy, "atomic_energies": atomic}
         if not need_grad:

@@ -10,7 +10,7 @@ with a reference stress). The validation loss that picks the best model and driv
 stopping is the same expression with the means taken over the whole validation set (every
 structure counts alike, however the set is cut into evaluation batches). Neighbour lists of the
 training and validation structures are built once. For descriptor potentials (an ``HDNNP``:
-``potential.descriptor`` plus ``potential.atomic_energies_from_features``) the descriptors and
+``potential.descriptor`` plus ``potential.atomic_energies``) the descriptors and
 their derivatives with respect to the pair vectors are also computed once
 (:mod:`mlpot.training.feature_cache`), so an epoch costs only the networks; other potentials run
 through autograd every step.
